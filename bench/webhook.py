@@ -1,0 +1,273 @@
+"""Webhook throughput and CPU cost, as ratios measured in one run on this machine.
+
+Configurations (server pinned to core 0, wrk pinned to core 1, 50 connections):
+  (a) bare      a bare aiohttp handler returning a fixed XML reply
+  (b) wechatpy  wechatpy's minimal safe-mode pipeline, no store
+  (c) ours-aes  our real server, safe mode: each message reads the resident's
+                conversation state and writes it to the embedded store
+  (d) ours-raw  the same in plaintext mode
+Every request is a distinct message (its own MsgId) from one of --users residents,
+so WeChat-retry de-duplication never shortcuts the work.
+
+Usage: python bench/webhook.py [--duration 10] [--runs 3] [--users 1000]
+Needs wrk and taskset (Debian: apt-get install wrk util-linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.wechat.crypto import MessageCrypto  # noqa: E402
+from bot.wechat.signature import msg_signature, url_signature  # noqa: E402
+
+TOKEN = "benchToken2026"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APP_ID = "wx1234567890abcdef"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    rps: float
+    cpu_us: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def build_requests(path: Path, count: int, *, aes: bool, users: int, first_id: int) -> None:
+    crypto = MessageCrypto(TOKEN, AES_KEY, APP_ID)
+    timestamp = str(int(time.time()))
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            msg_id = first_id + i
+            nonce = str(100000 + i % 900000)
+            xml = (
+                "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
+                f"<FromUserName><![CDATA[o_bench_{i % users:06d}]]></FromUserName>"
+                f"<CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+                f"<Content><![CDATA[留言]]></Content><MsgId>{msg_id}</MsgId></xml>"
+            )
+            query = f"signature={url_signature(TOKEN, timestamp, nonce)}&timestamp={timestamp}&nonce={nonce}"
+            if aes:
+                enc = crypto.encrypt_payload(xml.encode())
+                query += (
+                    f"&encrypt_type=aes&msg_signature={msg_signature(TOKEN, timestamp, nonce, enc)}"
+                )
+                body = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+            else:
+                body = xml
+            out.write(f"/wechat?{query}\t{body}\n")
+
+
+def start_server(name: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    py = sys.executable
+    if name in ("bare", "wechatpy"):
+        cmd = [
+            py,
+            str(ROOT / "bench" / "baselines.py"),
+            "--mode",
+            name,
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--aes-key",
+            AES_KEY,
+            "--app-id",
+            APP_ID,
+        ]
+    else:
+        data = workdir / f"data-{name}-{port}"
+        config = workdir / f"{name}-{port}.toml"
+        key = AES_KEY if name == "ours-aes" else ""
+        config.write_text(
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+            f'[wechat]\napp_id = "{APP_ID}"\napp_secret = "x"\ntoken = "{TOKEN}"\n'
+            f'encoding_aes_key = "{key}"\napi_base_url = "http://127.0.0.1:9"\n'
+            f'[storage]\npath = "{data}"\n[log]\nlevel = "WARNING"\n'
+        )
+        cmd = [py, "-m", "bot", "serve", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=workdir, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/wechat", data=b"x", timeout=1)
+        except urllib.error.HTTPError:
+            return proc  # it answers (with a refusal for our junk): it is up
+        except OSError:
+            time.sleep(0.1)
+            continue
+        return proc
+    proc.kill()
+    raise RuntimeError(f"{name} did not start")
+
+
+def check_reply(port: int, requests_file: Path) -> str:
+    path, body = requests_file.read_text(encoding="utf-8").split("\n", 1)[0].split("\t", 1)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=body.encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    if "<xml>" not in text:
+        raise RuntimeError(f"unexpected reply: {text[:200]}")
+    return text
+
+
+def wrk(port: int, requests_file: Path, duration: int, connections: int) -> dict[str, int]:
+    env = {**os.environ, "BENCH_REQUESTS": str(requests_file)}
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "requests.lua"),
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    return dict(json.loads(line[len("RESULT ") :]))
+
+
+def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[Run]:
+    port = free_port()
+    aes = name != "ours-raw"
+    per_file = int(args.expected_rps * (args.duration + 2))
+    files = []
+    for i in range(args.runs + 1):
+        f = workdir / f"{name}-{i}.txt"
+        build_requests(f, per_file, aes=aes, users=args.users, first_id=10**12 + i * 10**7)
+        files.append(f)
+    proc = start_server(name, port, workdir)
+    try:
+        check_reply(port, files[0])
+        wrk(port, files[0], 2, args.connections)  # warm-up
+        runs = []
+        for f in files[1:]:
+            before = cpu_seconds(proc.pid)
+            result = wrk(port, f, args.duration, args.connections)
+            used = cpu_seconds(proc.pid) - before
+            requests = result["requests"]
+            if requests >= per_file:
+                print(
+                    f"  warning: {name} sent {requests} requests, more than the {per_file} distinct ones"
+                )
+            runs.append(
+                Run(
+                    rps=requests / (result["duration_us"] / 1e6),
+                    cpu_us=used * 1e6 / requests,
+                    p50_ms=result["p50_us"] / 1000,
+                    p99_ms=result["p99_us"] / 1000,
+                    non2xx=result["non2xx"] + result["socket_errors"],
+                )
+            )
+            print(
+                f"  {name}: {runs[-1].rps:8.0f} req/s  {runs[-1].cpu_us:6.0f} µs CPU/req  "
+                f"p50 {runs[-1].p50_ms:6.1f} ms  p99 {runs[-1].p99_ms:6.1f} ms  errors {runs[-1].non2xx}"
+            )
+        return runs
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def median(runs: list[Run], field: str) -> float:
+    return statistics.median(getattr(r, field) for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--expected-rps",
+        type=int,
+        default=9000,
+        help="sizes the distinct-request files; raise it if a warning says so",
+    )
+    parser.add_argument("--only", nargs="*", default=["bare", "wechatpy", "ours-aes", "ours-raw"])
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install wrk util-linux)")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="gongzhi-bench-") as tmp:
+        for name in args.only:
+            print(f"measuring {name} ...", flush=True)
+            runs = measure(name, args, Path(tmp))
+            results[name] = {f: median(runs, f) for f in ("rps", "cpu_us", "p50_ms", "p99_ms")}
+            results[name]["errors"] = sum(r.non2xx for r in runs)
+    labels = {
+        "bare": "(a) bare aiohttp",
+        "wechatpy": "(b) wechatpy safe, no store",
+        "ours-aes": "(c) ours, safe mode + store",
+        "ours-raw": "(d) ours, plaintext + store",
+    }
+    print(
+        f"\nmedian of {args.runs} runs x {args.duration}s, c{args.connections}, server on core 0, wrk on core 1"
+    )
+    print(
+        f"{'config':32} {'req/s':>8} {'CPU µs/req':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    )
+    for name, r in results.items():
+        print(
+            f"{labels[name]:32} {r['rps']:8.0f} {r['cpu_us']:11.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7.0f}"
+        )
+    if {"bare", "wechatpy", "ours-aes"} <= results.keys():
+        a, b, c = results["bare"], results["wechatpy"], results["ours-aes"]
+        print(f"\n(c)/(b) throughput: {c['rps'] / b['rps']:.2f}   (goal >= 0.8)")
+        print(f"(c)/(a) throughput: {c['rps'] / a['rps']:.2f}")
+        print(f"(b)/(a) throughput: {b['rps'] / a['rps']:.2f}   (anchor measured 0.29)")
+        print(f"(c)/(b) CPU per request: {c['cpu_us'] / b['cpu_us']:.2f}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"webhook-{stamp}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The one place that builds shared objects and ties each one's lifetime to the app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bot import keys, webhook
+from bot.config import Config
+from bot.conversation.engine import Engine, mask
+from bot.conversation.locks import LockTimeout, UserLocks
+from bot.conversation.router import Router
+from bot.delivery import HandleFn, RetryGuard, SendFn
+from bot.errors import BotError, ConfigError
+from bot.metrics import Metrics
+from bot.services import Services
+from bot.tasks import TaskTracker
+from bot.wechat.client import WeChatClient
+from bot.wechat.crypto import MessageCrypto
+from bot.wechat.messages import Message
+from bot.wechat.replies import ArticlesReply, Reply, TextReply, fit_text
+from handlers import build_router
+from storage.contract import Store
+from storage.repos import ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
+from storage.schema import SCHEMA
+from storage.tinydb_store import TinyDBStore
+
+log = logging.getLogger("bot.app")
+
+SORRY = "抱歉，系统暂时出了点问题，请稍后再试。"
+BUSY = "您的上一条消息还在处理中，请稍等片刻再发。"
+SHUTDOWN_GRACE = 8.0
+
+
+def build_store(config: Config) -> Store:
+    if config.storage.backend == "tinydb":
+        return TinyDBStore(Path(config.storage.path), SCHEMA)
+    raise ConfigError(f"[storage] backend {config.storage.backend!r} is not available")
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    router: Router[Services] | None = None,
+) -> web.Application:
+    """The whole server: webhook, health, metrics; resources opened on startup.
+
+    ``clock`` drives conversation time (idle expiry); ``router`` replaces the
+    product's handlers, for tests that need a handler the product lacks.
+    """
+    app = web.Application(client_max_size=config.webhook.max_body_bytes)
+    app[keys.CONFIG] = config
+    app[keys.METRICS] = Metrics()
+    app[keys.TASKS] = TaskTracker()
+    if config.aes_enabled:
+        w = config.wechat
+        app[keys.CRYPTO] = MessageCrypto(w.token, w.encoding_aes_key, w.app_id)
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = build_store(config)
+        await store.open()
+        app[keys.STORE] = store
+        log.info("store %s open", store.backend)
+        yield
+        await store.close()
+        log.info("store closed")
+
+    async def wechat_ctx(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=config.wechat.api_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            app[keys.HTTP] = session
+            app[keys.WECHAT] = WeChatClient(
+                session,
+                app_id=config.wechat.app_id,
+                app_secret=config.wechat.app_secret,
+                base_url=config.wechat.api_base_url,
+                timeout=config.wechat.api_timeout,
+                observer=app[keys.METRICS].observe_api_call,
+            )
+            yield
+            # Late replies still need the HTTP session: drain tasks before it closes.
+            await app[keys.TASKS].close(SHUTDOWN_GRACE)
+
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = app[keys.STORE]
+        sequences = Sequences(store)
+        services = Services(
+            config=config,
+            clock=clock,
+            residents=ResidentRepo(store),
+            feedback=FeedbackRepo(store, sequences),
+            sequences=sequences,
+        )
+        engine = Engine(
+            router or build_router(),
+            ConversationRepo(store),
+            UserLocks(),
+            services,
+            idle_minutes=config.conversation.idle_minutes,
+            lock_timeout=config.conversation.lock_timeout,
+            clock=clock,
+        )
+        app[keys.ENGINE] = engine
+        app[keys.GUARD] = RetryGuard(
+            _safe_handler(engine, app[keys.METRICS]),
+            _late_sender(app[keys.WECHAT]),
+            app[keys.TASKS],
+            app[keys.METRICS],
+            deadline=config.webhook.reply_deadline,
+            ttl=config.webhook.dedup_ttl,
+            clock=time.monotonic,
+        )
+        yield
+
+    app.cleanup_ctx.extend([store_ctx, wechat_ctx, engine_ctx])
+    webhook.setup(app)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _safe_handler(engine: Engine, metrics: Metrics) -> HandleFn:
+    async def handle(msg: Message) -> Reply | None:
+        started = time.perf_counter()
+        try:
+            return await engine.handle(msg)
+        except LockTimeout:
+            log.warning("lock for %s still held; asked the resident to wait", mask(msg.source))
+            return TextReply(BUSY)
+        except Exception:
+            # A resident must never see a traceback, and never silence.
+            log.exception(
+                "handler failed for %s (%s/%s)", mask(msg.source), msg.msg_type, msg.event
+            )
+            return TextReply(SORRY)
+        finally:
+            metrics.handler_seconds.observe(time.perf_counter() - started)
+
+    return handle
+
+
+def _late_sender(client: WeChatClient) -> SendFn:
+    async def send(openid: str, reply: Reply) -> None:
+        if isinstance(reply, TextReply):
+            await client.send_text(openid, fit_text(reply.content))
+        elif isinstance(reply, ArticlesReply):
+            article = reply.article
+            await client.send_text(openid, fit_text(f"{article.title}\n{article.url}".strip()))
+        else:
+            log.warning("a late %s reply for %s cannot be sent", type(reply).__name__, mask(openid))
+
+    return send
+
+
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    try:
+        await store.ping()
+    except BotError as exc:
+        log.error("health check failed: %s", exc)
+        return web.json_response({"status": "unavailable", "store": store.backend}, status=503)
+    return web.json_response({"status": "ok", "store": store.backend})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[keys.METRICS]
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})

@@ -1,0 +1,201 @@
+"""Typed configuration loaded from TOML, validated once at start-up.
+
+Every key is documented in ``config.example.toml``. A bad file raises
+:class:`ConfigError` with one line that names the key, which the CLI prints
+before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.errors import ConfigError
+
+_AES_KEY = re.compile(r"^[A-Za-z0-9]{43}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9]{3,32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatConfig:
+    app_id: str = "wx0000000000demo00"
+    app_secret: str = "demo-secret"
+    token: str = "gongzhidemo"
+    # Empty means plaintext mode; 43 characters means safe (AES) mode is possible.
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com"
+    api_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    backend: str = "tinydb"
+    path: str = "./data"
+    dsn: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    api_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    max_body_bytes: int = 64 * 1024
+    # WeChat gives up at 5 s; answering `success` a little earlier leaves room for the network.
+    reply_deadline: float = 4.5
+    timestamp_skew: int = 300
+    # WeChat retries within ~15 s; keep keys much longer so a late replay still hits.
+    dedup_ttl: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationConfig:
+    idle_minutes: float = 10.0
+    lock_timeout: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    wechat: WeChatConfig = field(default_factory=WeChatConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def aes_enabled(self) -> bool:
+        return bool(self.wechat.encoding_aes_key)
+
+
+# Keys a real account's file must set: the demo values would silently run a dead bot.
+REQUIRED = (("wechat", "app_id"), ("wechat", "app_secret"), ("wechat", "token"))
+BACKENDS = ("tinydb", "postgres")
+
+
+def demo_config(data_dir: str = "./data") -> Config:
+    """Built-in settings for `python -m bot serve` without `--config`."""
+    return Config(storage=StorageConfig(path=data_dir))
+
+
+def load_config(path: str | Path) -> Config:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for section, key in REQUIRED:
+        if key not in raw.get(section, {}):
+            raise ConfigError(f"{path}: missing required key [{section}] {key}")
+    return validate(_build(Config, raw, ""))
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in known:
+            place = f"[{where}] {name}" if where else f"[{name}]"
+            raise ConfigError(f"unknown config key {place}")
+        default = getattr(cls(), name)
+        if is_dataclass(default):
+            values[name] = _build(type(default), value, name)
+        else:
+            values[name] = _coerce(value, default, f"[{where}] {name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{where} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def validate(config: Config) -> Config:
+    w = config.wechat
+    if w.encoding_aes_key and not _AES_KEY.match(w.encoding_aes_key):
+        raise ConfigError(
+            "[wechat] encoding_aes_key must be empty (plaintext mode) or exactly 43 letters "
+            f"and digits, got {len(w.encoding_aes_key)} characters"
+        )
+    if not _TOKEN.match(w.token):
+        raise ConfigError("[wechat] token must be 3 to 32 letters and digits")
+    if not w.app_id:
+        raise ConfigError("[wechat] app_id must not be empty")
+    if not w.api_base_url.startswith(("http://", "https://")):
+        raise ConfigError("[wechat] api_base_url must start with http:// or https://")
+    s = config.storage
+    if s.backend not in BACKENDS:
+        raise ConfigError(
+            f"[storage] backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}"
+        )
+    if s.backend == "postgres" and not s.dsn:
+        raise ConfigError('[storage] dsn is required when backend = "postgres"')
+    if s.backend == "tinydb" and not s.path:
+        raise ConfigError('[storage] path is required when backend = "tinydb"')
+    if not 1 <= config.server.port <= 65535:
+        raise ConfigError("[server] port must be between 1 and 65535")
+    try:
+        ZoneInfo(config.scheduler.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"[scheduler] timezone {config.scheduler.timezone!r} is unknown") from exc
+    hook = config.webhook
+    if not 0.5 <= hook.reply_deadline < 5.0:
+        raise ConfigError("[webhook] reply_deadline must be at least 0.5 and below WeChat's 5 s")
+    if hook.dedup_ttl < 300:
+        raise ConfigError("[webhook] dedup_ttl must be at least 300 seconds")
+    if hook.max_body_bytes < 1024:
+        raise ConfigError("[webhook] max_body_bytes must be at least 1024")
+    if config.conversation.idle_minutes <= 0:
+        raise ConfigError("[conversation] idle_minutes must be positive")
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("[log] level must be DEBUG, INFO, WARNING or ERROR")
+    return config
+
+
+def with_overrides(config: Config, **sections: Any) -> Config:
+    """A copy with whole sections replaced (tests and the chat simulator)."""
+    return replace(config, **sections)

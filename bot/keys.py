@@ -1,0 +1,24 @@
+"""Typed keys for what the app shares between its parts (aiohttp ``web.AppKey``)."""
+
+from __future__ import annotations
+
+from aiohttp import ClientSession, web
+
+from bot.config import Config
+from bot.conversation.engine import Engine
+from bot.delivery import RetryGuard
+from bot.metrics import Metrics
+from bot.tasks import TaskTracker
+from bot.wechat.client import WeChatClient
+from bot.wechat.crypto import MessageCrypto
+from storage.contract import Store
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+STORE = web.AppKey("store", Store)
+TASKS = web.AppKey("tasks", TaskTracker)
+HTTP = web.AppKey("http", ClientSession)
+WECHAT = web.AppKey("wechat", WeChatClient)
+ENGINE = web.AppKey("engine", Engine)
+GUARD = web.AppKey("guard", RetryGuard)
+CRYPTO = web.AppKey("crypto", MessageCrypto)

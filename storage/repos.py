@@ -1,0 +1,126 @@
+"""Typed repositories over the contract: the queries the product makes, written once.
+
+They know the shape of each collection's documents and nothing of WeChat,
+HTTP or flows; every backend serves them through the same contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.errors import ConflictError
+from storage.contract import Store
+
+# A CAS loop that keeps losing means something is wrong; fail loudly instead of spinning.
+_MAX_CAS_ATTEMPTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SavedConversation:
+    state: str | None
+    data: Mapping[str, Any]
+    updated_at: float
+
+
+class ConversationRepo:
+    def __init__(self, store: Store) -> None:
+        self._items = store.collection("conversations")
+
+    async def load(self, openid: str) -> SavedConversation | None:
+        record = await self._items.get(openid)
+        if record is None:
+            return None
+        doc = record.data
+        return SavedConversation(doc.get("state"), doc.get("data") or {}, doc["updated_at"])
+
+    async def save(
+        self, openid: str, state: str | None, data: Mapping[str, Any], now: float
+    ) -> None:
+        # The caller holds the user's lock, so an unconditional write cannot lose an update.
+        if state is None and not data:
+            await self._items.delete(openid)
+        else:
+            await self._items.put(openid, {"state": state, "data": dict(data), "updated_at": now})
+
+
+@dataclass(frozen=True, slots=True)
+class Resident:
+    openid: str
+    subscribed: bool
+    first_seen: float
+    last_seen: float
+
+
+class ResidentRepo:
+    def __init__(self, store: Store) -> None:
+        self._items = store.collection("residents")
+
+    async def get(self, openid: str) -> Resident | None:
+        record = await self._items.get(openid)
+        if record is None:
+            return None
+        d = record.data
+        return Resident(openid, bool(d["subscribed"]), d["first_seen"], d["last_seen"])
+
+    async def set_subscribed(self, openid: str, subscribed: bool, now: float) -> Resident:
+        """Record a follow or unfollow; returns the resident as now stored."""
+        record = await self._items.get(openid)
+        first_seen = record.data["first_seen"] if record else now
+        doc = {"subscribed": subscribed, "first_seen": first_seen, "last_seen": now}
+        await self._items.put(openid, doc)
+        return Resident(openid, subscribed, first_seen, now)
+
+    async def count_subscribed(self) -> int:
+        return await self._items.count("by_subscribed", (True,))
+
+
+class Sequences:
+    """Gap-free, human-sized numbers (留言 12, 报事 345) shared by every process."""
+
+    def __init__(self, store: Store) -> None:
+        self._items = store.collection("counters")
+
+    async def next(self, name: str) -> int:
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            record = await self._items.get(name)
+            value = (record.data["value"] if record else 0) + 1
+            try:
+                await self._items.put(
+                    name, {"value": value}, expect_version=record.version if record else 0
+                )
+            except ConflictError:
+                continue
+            return value
+        raise ConflictError(f"sequence {name!r} stayed contended for {_MAX_CAS_ATTEMPTS} attempts")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    number: int
+    openid: str
+    text: str
+    created_at: float
+
+
+class FeedbackRepo:
+    """Messages residents leave for the community office (the 留言 flow)."""
+
+    def __init__(self, store: Store, sequences: Sequences) -> None:
+        self._items = store.collection("feedback")
+        self._sequences = sequences
+
+    async def add(self, openid: str, text: str, now: float) -> Feedback:
+        number = await self._sequences.next("feedback")
+        # Zero-padded keys keep key order equal to arrival order.
+        doc = {"openid": openid, "text": text, "created_at": now}
+        await self._items.insert(f"{number:010d}", doc)
+        return Feedback(number, openid, text, now)
+
+    async def by_resident(self, openid: str, limit: int = 20) -> list[Feedback]:
+        records = await self._items.find("by_openid", (openid,), limit=limit)
+        return [
+            Feedback(int(r.key), r.data["openid"], r.data["text"], r.data["created_at"])
+            for r in records
+        ]
