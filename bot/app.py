@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -65,6 +66,9 @@ def create_app(
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = build_store(config)
         await store.open()
+        # The loaded records live as long as the process: keep the cyclic GC from
+        # walking them all on every full collection.
+        gc.freeze()
         app[keys.STORE] = store
         log.info("store %s open", store.backend)
         yield

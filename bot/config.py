@@ -65,8 +65,8 @@ class WebhookConfig:
     # WeChat gives up at 5 s; answering `success` a little earlier leaves room for the network.
     reply_deadline: float = 4.5
     timestamp_skew: int = 300
-    # WeChat retries within ~15 s; keep keys much longer so a late replay still hits.
-    dedup_ttl: int = 600
+    # WeChat retries within ~15 s; keys are kept far longer so a late replay still hits.
+    dedup_ttl: int = 300
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,12 @@ SendFn = Callable[[str, Reply], Awaitable[None]]
 
 @dataclass(slots=True)
 class _Delivery:
-    task: asyncio.Task[Reply | None]
+    # Dropped once the handler is done: only the reply is kept for the whole TTL,
+    # so remembering every delivery for minutes stays cheap.
+    task: asyncio.Task[Reply | None] | None
     expires_at: float
+    done: bool = False
+    reply: Reply | None = None
     waiting: int = 0
     # Some delivery answered `success` at the deadline: the reply is owed.
     owed: bool = False
@@ -73,23 +77,29 @@ class RetryGuard:
         entry = self._seen.get(key)
         retry = entry is not None
         if entry is None:
-            task = self._tasks.spawn(self._run(key, msg), name=f"handle:{key[-24:]}")
-            entry = _Delivery(task, now + self._ttl)
+            spawned = self._tasks.spawn(self._run(key, msg), name=f"handle:{key[-24:]}")
+            entry = _Delivery(spawned, now + self._ttl)
             self._seen[key] = entry
         else:
             self._metrics.dedup_hits.inc()
             if entry.sent_late:
                 return None, "retry"
+            if entry.done:
+                return entry.reply, "retry"
+        task = entry.task
+        assert task is not None  # set until `done`, checked above
         entry.waiting += 1
         try:
-            reply = await asyncio.wait_for(asyncio.shield(entry.task), self._deadline)
+            reply = await asyncio.wait_for(asyncio.shield(task), self._deadline)
         except TimeoutError:
             entry.owed = True
             self._metrics.deadline_fallbacks.inc()
             log.warning("handler for %s missed the deadline; the reply will follow by API", key)
             return None, "deadline"
+        except asyncio.CancelledError:
+            raise
         except Exception:
-            # The task itself logged why; the resident must still get a valid answer.
+            # Only a task cancelled at shutdown gets here; WeChat still needs an answer.
             return None, "handler_error"
         finally:
             entry.waiting -= 1
@@ -99,8 +109,15 @@ class RetryGuard:
         return reply, "reply" if reply is not None else "success"
 
     async def _run(self, key: str, msg: Message) -> Reply | None:
-        reply = await self._handle(msg)
+        try:
+            reply = await self._handle(msg)
+        except Exception:
+            # The app's handler answers errors itself; this is the last line of defence.
+            log.exception("handler for %s raised", key)
+            reply = None
         entry = self._seen.get(key)
+        if entry is not None:
+            entry.reply, entry.done, entry.task = reply, True, None
         # Waiters resume after this task completes, so `waiting` is exact here.
         if reply is not None and entry is not None and entry.owed and entry.waiting == 0:
             entry.sent_late = True
@@ -115,6 +132,6 @@ class RetryGuard:
         seen = self._seen
         while seen:
             key, entry = next(iter(seen.items()))
-            if entry.expires_at > now or not entry.task.done():
+            if entry.expires_at > now or not entry.done:
                 break
             del seen[key]
