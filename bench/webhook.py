@@ -137,7 +137,7 @@ def check_reply(port: int, requests_file: Path) -> str:
         f"http://127.0.0.1:{port}{path}", data=body.encode(), method="POST"
     )
     with urllib.request.urlopen(req, timeout=5) as resp:
-        text = resp.read().decode()
+        text = str(resp.read().decode())
     if "<xml>" not in text:
         raise RuntimeError(f"unexpected reply: {text[:200]}")
     return text
@@ -212,7 +212,7 @@ def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[Run]:
 
 
 def median(runs: list[Run], field: str) -> float:
-    return statistics.median(getattr(r, field) for r in runs)
+    return float(statistics.median(float(getattr(r, field)) for r in runs))
 
 
 def main() -> None:
