@@ -525,12 +525,7 @@ class TinyDBStore(Store):
         if not isinstance(data, Mapping):
             raise TypeError(f"data must be a JSON object (a dict), not {type(data).__name__}")
         current = memory.records.get(key)
-        current_version = 0 if current is None else current.version
-        if expect_version is not None and expect_version != current_version:
-            raise ConflictError(
-                f"{memory.name}/{key}: expected version {expect_version}, "
-                f"found {current_version or 'no record'}"
-            )
+        current_version = _check_version(memory.name, key, current, expect_version)
         version = current_version + 1
         try:
             # Serialising once gives both the journal line and, decoded, a private
@@ -577,12 +572,7 @@ class TinyDBStore(Store):
         if self._unusable is not None:
             raise StorageError(self._unusable)
         current = memory.records.get(key)
-        current_version = 0 if current is None else current.version
-        if expect_version is not None and expect_version != current_version:
-            raise ConflictError(
-                f"{memory.name}/{key}: expected version {expect_version}, "
-                f"found {current_version or 'no record'}"
-            )
+        _check_version(memory.name, key, current, expect_version)
         if current is None:
             return None
         payload = self._encode({"k": key, "del": True}).encode("utf-8")
@@ -715,3 +705,14 @@ def _refuse_submit(item: QueueItem) -> None:
 def _release_lock_of(job: ThreadFuture[_Opened]) -> None:
     if not job.cancelled() and job.exception() is None:
         release_lock(job.result().lock_fd)
+
+
+def _check_version(collection: str, key: str, current: Record | None, expected: int | None) -> int:
+    """The current version (0: no record); :class:`ConflictError` unless it is ``expected``."""
+    current_version = 0 if current is None else current.version
+    if expected is not None and expected != current_version:
+        raise ConflictError(
+            f"{collection}/{key}: expected version {expected}, "
+            f"found {current_version or 'no record'}"
+        )
+    return current_version

@@ -31,10 +31,10 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "wechat_samples"
 
 
 class FakeClock:
-    """Conversation time the test controls (idle expiry); request signing stays on real time."""
+    """Time the test controls (idle expiry, token lifetimes); request signing stays real."""
 
-    def __init__(self) -> None:
-        self.now = time.time()
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
 
     def __call__(self) -> float:
         return self.now
@@ -158,6 +158,19 @@ def api_url(running_fake: tuple[FakeWeChatAPI, str]) -> str:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest_asyncio.fixture
+async def fake(clock: FakeClock) -> AsyncIterator[FakeWeChatAPI]:
+    """A fake WeChat API on the test's clock (token expiry without waiting)."""
+    async with FakeWeChatAPI(app_id=APP_ID, app_secret=APP_SECRET, clock=clock) as api:
+        yield api
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 async def _harness(config: Config, clock: FakeClock) -> AsyncIterator[Harness]:

@@ -9,44 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
 from bot.wechat.fake_api import FakeWeChatAPI
-
-APP_ID = "wx_test_app"
-SECRET = "s3cr3t-value"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeWeChatAPI]:
-    async with FakeWeChatAPI(app_id=APP_ID, app_secret=SECRET, clock=clock) as api:
-        yield api
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+from tests.conftest import APP_ID, FakeClock
+from tests.conftest import APP_SECRET as SECRET
 
 
 class Wire:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import quote
 
 import aiohttp
@@ -27,20 +27,8 @@ from bot.wechat.api_errors import (
 )
 from bot.wechat.client import SHOWQRCODE_URL, WeChatClient
 from bot.wechat.fake_api import FakeWeChatAPI
-
-APP_ID = "wx_client_test"
-SECRET = "client-secret-value"
-
-
-class FakeClock:
-    def __init__(self, now: float = 5000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.conftest import APP_ID, FakeClock
+from tests.conftest import APP_SECRET as SECRET
 
 
 class Observed:
@@ -49,23 +37,6 @@ class Observed:
 
     def __call__(self, api: str, errcode: int) -> None:
         self.events.append((api, errcode))
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeWeChatAPI]:
-    async with FakeWeChatAPI(app_id=APP_ID, app_secret=SECRET, clock=clock) as api:
-        yield api
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as http:
-        yield http
 
 
 @pytest.fixture
@@ -78,7 +49,7 @@ ClientFactory = Callable[..., WeChatClient]
 
 @pytest.fixture
 def make_client(
-    session: aiohttp.ClientSession, fake: FakeWeChatAPI, clock: FakeClock, observed: Observed
+    http: aiohttp.ClientSession, fake: FakeWeChatAPI, clock: FakeClock, observed: Observed
 ) -> ClientFactory:
     def make(**overrides: object) -> WeChatClient:
         assert fake.base_url is not None
@@ -91,7 +62,7 @@ def make_client(
             "clock": clock,
             **overrides,
         }
-        return WeChatClient(session, **options)  # type: ignore[arg-type]
+        return WeChatClient(http, **options)  # type: ignore[arg-type]
 
     return make
 
@@ -143,13 +114,13 @@ async def test_cached_token_is_reused_until_the_margin(
 
 
 async def test_short_lived_token_margin_is_half_its_life(
-    session: aiohttp.ClientSession, clock: FakeClock
+    http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     # stable_token's expires_in can be as low as 300 s: the margin must stay below it.
     async with FakeWeChatAPI(app_id=APP_ID, app_secret=SECRET, token_ttl=300, clock=clock) as api:
         assert api.base_url is not None
         client = WeChatClient(
-            session, app_id=APP_ID, app_secret=SECRET, base_url=api.base_url, clock=clock
+            http, app_id=APP_ID, app_secret=SECRET, base_url=api.base_url, clock=clock
         )
         await client.access_token()
         clock.advance(149)
@@ -344,13 +315,13 @@ async def test_slow_token_endpoint_times_out(
 
 
 async def test_connection_refused_is_a_transport_error(
-    session: aiohttp.ClientSession, observed: Observed
+    http: aiohttp.ClientSession, observed: Observed
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = WeChatClient(
-        session,
+        http,
         app_id=APP_ID,
         app_secret=SECRET,
         base_url=f"http://127.0.0.1:{port}",
@@ -531,6 +502,6 @@ async def test_secrets_never_logged_and_one_line_per_failure(
     assert all(r.levelno == logging.WARNING for r in failures)
 
 
-async def test_invalid_timeout_is_refused(session: aiohttp.ClientSession) -> None:
+async def test_invalid_timeout_is_refused(http: aiohttp.ClientSession) -> None:
     with pytest.raises(ValueError):
-        WeChatClient(session, app_id="a", app_secret="b", timeout=0)
+        WeChatClient(http, app_id="a", app_secret="b", timeout=0)
