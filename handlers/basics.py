@@ -14,6 +14,8 @@ WELCOME = "您好，欢迎关注社区共治服务号！在这里可以和社区
 CANCELLED = "已退出当前操作。"
 NOTHING_TO_CANCEL = "当前没有进行中的操作。"
 BAD_QR = "这个二维码暂时无法识别，请联系社区工作人员。"
+GREETING = "您好！请问要办什么事？"
+GREETING_WORDS = ("你好", "您好", "在吗", "在不在", "有人吗", "hello", "hi", "嗨")
 HELP_WORDS = ("帮助", "菜单", "help", "?", "？", "主菜单")
 CANCEL_WORDS = ("取消", "退出")
 
@@ -44,6 +46,10 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(Text(*HELP_WORDS))
     async def help_menu(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         return show_menu(ctx)
+
+    @router.on(Text(*GREETING_WORDS), NoState() | State(MENU_STATE))
+    async def greet(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
+        return show_menu(ctx, GREETING)
 
     @router.on(Text(*CANCEL_WORDS))
     async def cancel(msg: Message, ctx: Context, s: Services) -> Reply | str | None:

@@ -6,7 +6,7 @@ import asyncio
 
 from bot.simulator import reply_text
 from bot.wechat.fake_api import FakeWeChatAPI
-from handlers.basics import BAD_QR, WELCOME
+from handlers.basics import BAD_QR, GREETING, WELCOME
 from handlers.fallback import NOT_HEARD
 from handlers.feedback import ASK, ASK_CONFIRM, DROPPED
 from tests.conftest import FakeClock, Harness
@@ -70,6 +70,11 @@ async def test_an_unknown_text_gets_a_short_hint_and_the_menu(harness: Harness) 
     assert reply is not None
     assert reply.startswith("抱歉，没看懂“今天天气怎么样”。")
     assert "1. 给社区留言" in reply
+
+
+async def test_a_greeting_is_answered_with_a_greeting_and_the_menu(harness: Harness) -> None:
+    reply = await harness.resident().send("voice", MediaId="v", Format="amr", Recognition="你好。")
+    assert reply is not None and reply.startswith(GREETING) and "1. 给社区留言" in reply
 
 
 async def test_a_number_outside_the_menu_is_explained(harness: Harness) -> None:
