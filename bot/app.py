@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from bot import keys, webhook
+from bot.backends import build_coordinator, build_store
 from bot.config import Config
 from bot.conversation.engine import Engine, mask
-from bot.conversation.locks import LockTimeout, UserLocks
 from bot.conversation.router import Router
+from bot.coordination.base import LockTimeout
 from bot.delivery import HandleFn, RetryGuard, SendFn
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.tasks import TaskTracker
@@ -26,22 +27,14 @@ from bot.wechat.crypto import MessageCrypto
 from bot.wechat.messages import Message
 from bot.wechat.replies import ArticlesReply, Reply, TextReply, fit_text
 from handlers import build_router
-from storage.contract import Store
+from schedules.runner import SchedulerService
 from storage.repos import ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
-from storage.schema import SCHEMA
-from storage.tinydb_store import TinyDBStore
 
 log = logging.getLogger("bot.app")
 
 SORRY = "抱歉，系统暂时出了点问题，请稍后再试。"
 BUSY = "您的上一条消息还在处理中，请稍等片刻再发。"
 SHUTDOWN_GRACE = 8.0
-
-
-def build_store(config: Config) -> Store:
-    if config.storage.backend == "tinydb":
-        return TinyDBStore(Path(config.storage.path), SCHEMA)
-    raise ConfigError(f"[storage] backend {config.storage.backend!r} is not available")
 
 
 def create_app(
@@ -62,6 +55,14 @@ def create_app(
     if config.aes_enabled:
         w = config.wechat
         app[keys.CRYPTO] = MessageCrypto(w.token, w.encoding_aes_key, w.app_id)
+
+    async def coordination_ctx(app: web.Application) -> AsyncIterator[None]:
+        coordinator = build_coordinator(config)
+        await coordinator.open()
+        app[keys.COORDINATOR] = coordinator
+        log.info("coordination: %s", coordinator.name)
+        yield
+        await coordinator.close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = build_store(config)
@@ -86,6 +87,7 @@ def create_app(
                 base_url=config.wechat.api_base_url,
                 timeout=config.wechat.api_timeout,
                 observer=app[keys.METRICS].observe_api_call,
+                tokens=app[keys.COORDINATOR].tokens,
             )
             yield
             # Late replies still need the HTTP session: drain tasks before it closes.
@@ -104,7 +106,7 @@ def create_app(
         engine = Engine(
             router or build_router(),
             ConversationRepo(store),
-            UserLocks(),
+            app[keys.COORDINATOR].locks,
             services,
             idle_minutes=config.conversation.idle_minutes,
             lock_timeout=config.conversation.lock_timeout,
@@ -116,13 +118,25 @@ def create_app(
             _late_sender(app[keys.WECHAT]),
             app[keys.TASKS],
             app[keys.METRICS],
+            app[keys.COORDINATOR].deliveries,
+            shared=app[keys.COORDINATOR].shared,
             deadline=config.webhook.reply_deadline,
             ttl=config.webhook.dedup_ttl,
             clock=time.monotonic,
         )
         yield
 
-    app.cleanup_ctx.extend([store_ctx, wechat_ctx, engine_ctx])
+    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+        service = SchedulerService(
+            app[keys.COORDINATOR].lease("scheduler"), timezone=config.scheduler.timezone
+        )
+        app[keys.SCHEDULER] = service
+        runner = app[keys.TASKS].spawn(service.run(), name="scheduler-lease")
+        yield
+        await service.stop()
+        await asyncio.wait_for(runner, timeout=5)
+
+    app.cleanup_ctx.extend([store_ctx, coordination_ctx, wechat_ctx, engine_ctx, scheduler_ctx])
     webhook.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -169,7 +183,8 @@ async def healthz(request: web.Request) -> web.Response:
     except BotError as exc:
         log.error("health check failed: %s", exc)
         return web.json_response({"status": "unavailable", "store": store.backend}, status=503)
-    return web.json_response({"status": "ok", "store": store.backend})
+    scheduler = "leader" if request.app[keys.SCHEDULER].leading else "standby"
+    return web.json_response({"status": "ok", "store": store.backend, "scheduler": scheduler})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ def _config(path: str | None) -> Config:
 
 def _serve(args: argparse.Namespace) -> int:
     from bot.app import create_app
+    from bot.workers import check_can_fork, supervise
 
     config = _config(args.config)
     setup_logging(config.log.level)
@@ -41,10 +42,36 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("no --config given: running on demo settings with the store in ./data")
     host = args.host or config.server.host
     port = args.port or config.server.port
+    if args.workers > 1:
+        check_can_fork(config, args.workers)
+        worker = ["serve", "--host", host, "--port", str(port), "--reuse-port"]
+        if args.config:
+            worker += ["--config", args.config]
+        log.info("listening on http://%s:%s with %s workers", host, port, args.workers)
+        return supervise(worker, args.workers)
     app = create_app(config)
     log.info("listening on http://%s:%s (webhook /wechat)", host, port)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+        reuse_port=args.reuse_port or None,
+    )
     return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from bot.migrate import check_source, migrate, parse_target
+
+    setup_logging("WARNING")
+    source = parse_target(args.source, "tinydb")
+    check_source(source)
+    dsn = parse_target(args.target, "postgres")
+    results = asyncio.run(migrate(source, dsn, pg_schema=args.pg_schema, say=print))
+    return 0 if all(r.verified for r in results) else 1
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -63,7 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML settings; without it, demo settings and ./data")
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=int, help="override [server] port")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes on one port (needs postgres)"
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
+
+    move = sub.add_parser("migrate", help="copy the embedded store into PostgreSQL")
+    move.add_argument("--from", dest="source", required=True, help="tinydb:PATH")
+    move.add_argument("--to", dest="target", required=True, help="postgres:DSN")
+    move.add_argument("--pg-schema", default="public", help="PostgreSQL schema to write into")
+    move.set_defaults(run=_migrate)
 
     chat = sub.add_parser("chat", help="talk to the bot as a resident, no WeChat account needed")
     chat.add_argument("--config", help="TOML settings to simulate (token, AES key...)")

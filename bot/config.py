@@ -42,11 +42,16 @@ class StorageConfig:
     backend: str = "tinydb"
     path: str = "./data"
     dsn: str = ""
+    pool_size: int = 10
+    # One database can hold many communities, one PostgreSQL schema each.
+    pg_schema: str = "public"
 
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str = ""
+    # One Redis can serve many communities, each under its own key prefix.
+    prefix: str = "gongzhi:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,12 @@ def validate(config: Config) -> Config:
         raise ConfigError('[storage] dsn is required when backend = "postgres"')
     if s.backend == "tinydb" and not s.path:
         raise ConfigError('[storage] path is required when backend = "tinydb"')
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", s.pg_schema):
+        raise ConfigError("[storage] pg_schema must be lower-case letters, digits and _")
+    if not 1 <= s.pool_size <= 200:
+        raise ConfigError("[storage] pool_size must be between 1 and 200")
+    if config.redis.url and not config.redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("[redis] url must start with redis://, rediss:// or unix://")
     if not 1 <= config.server.port <= 65535:
         raise ConfigError("[server] port must be between 1 and 65535")
     try:

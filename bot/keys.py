@@ -6,19 +6,23 @@ from aiohttp import ClientSession, web
 
 from bot.config import Config
 from bot.conversation.engine import Engine
+from bot.coordination.base import Coordinator
 from bot.delivery import RetryGuard
 from bot.metrics import Metrics
 from bot.tasks import TaskTracker
 from bot.wechat.client import WeChatClient
 from bot.wechat.crypto import MessageCrypto
+from schedules.runner import SchedulerService
 from storage.contract import Store
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", Store)
+COORDINATOR = web.AppKey("coordinator", Coordinator)
 TASKS = web.AppKey("tasks", TaskTracker)
 HTTP = web.AppKey("http", ClientSession)
 WECHAT = web.AppKey("wechat", WeChatClient)
 ENGINE = web.AppKey("engine", Engine)
 GUARD = web.AppKey("guard", RetryGuard)
 CRYPTO = web.AppKey("crypto", MessageCrypto)
+SCHEDULER = web.AppKey("scheduler", SchedulerService)

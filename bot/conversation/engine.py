@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable
 
 from bot.conversation.context import Context
-from bot.conversation.locks import UserLocks
 from bot.conversation.router import Router
+from bot.coordination.base import UserLock
 from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import Reply, TextReply
@@ -37,7 +37,7 @@ class Engine:
         self,
         router: Router[Services],
         conversations: ConversationRepo,
-        locks: UserLocks,
+        locks: UserLock,
         services: Services,
         *,
         idle_minutes: float,

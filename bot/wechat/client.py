@@ -15,7 +15,10 @@ Token policy:
   inside that window gets the renewed one; halving caps the margin because a
   normal-mode answer's ``expires_in`` is the *remaining* life, which can be as
   low as 300 s, and a margin >= expires_in would refetch on every call.
-* Concurrent callers share one fetch in flight (single-flight).
+* Concurrent callers share one fetch in flight (single-flight). With a shared
+  :class:`~bot.coordination.base.TokenStore` (several server processes), the
+  token lives there: a process reads it, and only the one process holding the
+  store's refresh lock asks WeChat; the others wait for it and read its answer.
 * When a call is refused for its token (40001 / 40014 / 42001) the client asks
   again in normal mode first: that answers the new token if someone else
   (another process, a forced refresh) replaced ours, or a fresh one if ours
@@ -44,6 +47,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.coordination.base import SharedToken, TokenStore
 from bot.errors import WeChatAPIError
 from bot.wechat.api_errors import (
     TRANSPORT_ERRCODE,
@@ -106,6 +110,8 @@ class WeChatClient:
         timeout: float = 5.0,
         observer: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tokens: TokenStore | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -116,6 +122,8 @@ class WeChatClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._observer = observer
         self._clock = clock
+        self._tokens = tokens
+        self._wall_clock = wall_clock
         self._token: _Token | None = None
         self._fetching: asyncio.Task[_Token] | None = None
         self._last_forced_at: float | None = None
@@ -138,7 +146,7 @@ class WeChatClient:
                 return cached.value
             raise
 
-    async def _shared_fetch(self, *, force: bool) -> _Token:
+    async def _shared_fetch(self, *, force: bool, avoid: str | None = None) -> _Token:
         """Join the token fetch in flight, or start one.
 
         The fetch runs as its own task, shielded, so a caller that is cancelled
@@ -148,42 +156,76 @@ class WeChatClient:
         if task is None:
             if force:
                 self._last_forced_at = self._clock()
-            task = asyncio.create_task(self._fetch_token(force=force))
+            task = asyncio.create_task(self._fetch_token(force=force, avoid=avoid))
             task.add_done_callback(_retrieve_exception)
             self._fetching = task
         return await asyncio.shield(task)
 
-    async def _fetch_token(self, *, force: bool) -> _Token:
+    async def _fetch_token(self, *, force: bool, avoid: str | None = None) -> _Token:
+        """A fresh token: from the shared store if another process has one, else from WeChat.
+
+        ``avoid`` is a token WeChat just refused: never adopt it from the store.
+        """
         try:
-            started = self._clock()
-            body = {
-                "grant_type": "client_credential",
-                "appid": self._app_id,
-                "secret": self._app_secret,
-                "force_refresh": force,
-            }
-            raw, _ = await self._request("stable_token", "POST", "/cgi-bin/stable_token", body=body)
-            answer = self._checked_json("stable_token", raw)
-            value = answer.get("access_token")
-            expires_in = answer.get("expires_in")
-            if (
-                not isinstance(value, str)
-                or not value
-                or not isinstance(expires_in, int)
-                or isinstance(expires_in, bool)
-                or expires_in <= 0
-            ):
-                raise APITransportError(
-                    "stable_token answer lacks access_token/expires_in", api="stable_token"
-                )
-            margin = min(MAX_REFRESH_MARGIN, expires_in / 2)
-            token = _Token(
-                value, refresh_at=started + expires_in - margin, expires_at=started + expires_in
-            )
-            self._token = token
-            return token
+            store = self._tokens
+            if store is None:
+                return await self._fetch_from_wechat(force=force)
+            if not force and (shared := self._adopt(await store.get(), avoid)) is not None:
+                return shared
+            async with store.refreshing(self._timeout.total or 5.0):
+                # Whoever held the lock before us may have just stored a fresh token.
+                if not force and (shared := self._adopt(await store.get(), avoid)) is not None:
+                    return shared
+                token = await self._fetch_from_wechat(force=force)
+                remaining = token.expires_at - self._clock()
+                await store.put(SharedToken(token.value, self._wall_clock() + remaining))
+                return token
         finally:
             self._fetching = None
+
+    def _adopt(self, shared: SharedToken | None, avoid: str | None) -> _Token | None:
+        """Use the store's token if it is not the refused one and not about to expire."""
+        if shared is None or shared.token == avoid:
+            return None
+        remaining = shared.expires_at - self._wall_clock()
+        margin = min(MAX_REFRESH_MARGIN, remaining / 2)
+        if remaining <= margin or remaining <= 0:
+            return None
+        now = self._clock()
+        token = _Token(
+            shared.token, refresh_at=now + remaining - margin, expires_at=now + remaining
+        )
+        self._token = token
+        return token
+
+    async def _fetch_from_wechat(self, *, force: bool) -> _Token:
+        started = self._clock()
+        body = {
+            "grant_type": "client_credential",
+            "appid": self._app_id,
+            "secret": self._app_secret,
+            "force_refresh": force,
+        }
+        raw, _ = await self._request("stable_token", "POST", "/cgi-bin/stable_token", body=body)
+        answer = self._checked_json("stable_token", raw)
+        value = answer.get("access_token")
+        expires_in = answer.get("expires_in")
+        if (
+            not isinstance(value, str)
+            or not value
+            or not isinstance(expires_in, int)
+            or isinstance(expires_in, bool)
+            or expires_in <= 0
+        ):
+            raise APITransportError(
+                "stable_token answer lacks access_token/expires_in", api="stable_token"
+            )
+        margin = min(MAX_REFRESH_MARGIN, expires_in / 2)
+        token = _Token(
+            value, refresh_at=started + expires_in - margin, expires_at=started + expires_in
+        )
+        self._token = token
+        return token
 
     async def _replacement_for(self, rejected: str) -> str:
         """The token to retry with after WeChat refused ``rejected``."""
@@ -191,13 +233,13 @@ class WeChatClient:
         if current is not None and current.value != rejected:
             return current.value  # another caller already replaced it
         self._token = None
-        token = await self._shared_fetch(force=False)
+        token = await self._shared_fetch(force=False, avoid=rejected)
         if token.value != rejected:
             return token.value
         if self._fetching is not None:
             # Another caller started a fetch meanwhile (most likely the forced
             # refresh for this same refusal): use its answer.
-            token = await self._shared_fetch(force=False)
+            token = await self._shared_fetch(force=False, avoid=rejected)
             if token.value != rejected:
                 return token.value
         if self._force_allowed():
