@@ -6,6 +6,10 @@ Configurations (server pinned to core 0, wrk pinned to core 1, 50 connections):
   (c) ours-aes  our real server, safe mode: each message reads the resident's
                 conversation state and writes it to the embedded store
   (d) ours-raw  the same in plaintext mode
+and, for several processes (which need PostgreSQL; unpinned, since two server
+processes cannot share one pinned core):
+  pg-1p         ours, safe mode, on PostgreSQL, one server process
+  pg-2p         the same with `serve --workers 2` (SO_REUSEPORT)
 Every request is a distinct message (its own MsgId) from one of --users residents,
 so WeChat-retry de-duplication never shortcuts the work.
 
@@ -40,6 +44,7 @@ TOKEN = "benchToken2026"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APP_ID = "wx1234567890abcdef"
 TICK = os.sysconf("SC_CLK_TCK")
+PG_DSN = os.environ.get("GONGZHI_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -58,8 +63,23 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """CPU time of a process and its children (the workers of `--workers N`)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(c) for c in text.split()]
 
 
 def build_requests(path: Path, count: int, *, aes: bool, users: int, first_id: int) -> None:
@@ -87,8 +107,9 @@ def build_requests(path: Path, count: int, *, aes: bool, users: int, first_id: i
             out.write(f"/wechat?{query}\t{body}\n")
 
 
-def start_server(name: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(name: str, port: int, workdir: Path, pg_schema: str) -> subprocess.Popen[bytes]:
     py = sys.executable
+    pin = ["taskset", "-c", "0"]
     if name in ("bare", "wechatpy"):
         cmd = [
             py,
@@ -107,16 +128,25 @@ def start_server(name: str, port: int, workdir: Path) -> subprocess.Popen[bytes]
     else:
         data = workdir / f"data-{name}-{port}"
         config = workdir / f"{name}-{port}.toml"
-        key = AES_KEY if name == "ours-aes" else ""
+        key = "" if name == "ours-raw" else AES_KEY
+        storage = f'[storage]\npath = "{data}"\n'
+        if name.startswith("pg-"):
+            storage = (
+                f'[storage]\nbackend = "postgres"\ndsn = "{PG_DSN}"\npg_schema = "{pg_schema}"\n'
+            )
+            pin = []
         config.write_text(
             f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
             f'[wechat]\napp_id = "{APP_ID}"\napp_secret = "x"\ntoken = "{TOKEN}"\n'
             f'encoding_aes_key = "{key}"\napi_base_url = "http://127.0.0.1:9"\n'
-            f'[storage]\npath = "{data}"\n[log]\nlevel = "WARNING"\n'
+            f"check_at_start = false\n"
+            f'{storage}[log]\nlevel = "WARNING"\n'
         )
         cmd = [py, "-m", "bot", "serve", "--config", str(config)]
+        if name == "pg-2p":
+            cmd += ["--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=workdir, env=env)
+    proc = subprocess.Popen([*pin, *cmd], cwd=workdir, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -143,13 +173,14 @@ def check_reply(port: int, requests_file: Path) -> str:
     return text
 
 
-def wrk(port: int, requests_file: Path, duration: int, connections: int) -> dict[str, int]:
+def wrk(
+    port: int, requests_file: Path, duration: int, connections: int, *, pinned: bool = True
+) -> dict[str, int]:
     env = {**os.environ, "BENCH_REQUESTS": str(requests_file)}
+    pin = ["taskset", "-c", "1"] if pinned else []
     out = subprocess.run(
         [
-            "taskset",
-            "-c",
-            "1",
+            *pin,
             "wrk",
             "-t1",
             f"-c{connections}",
@@ -178,14 +209,18 @@ def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[Run]:
         f = workdir / f"{name}-{i}.txt"
         build_requests(f, per_file, aes=aes, users=args.users, first_id=10**12 + i * 10**7)
         files.append(f)
-    proc = start_server(name, port, workdir)
+    pg_schema = f"bench_{name.replace('-', '_')}_{port}"
+    if name.startswith("pg-"):
+        psql(f"DROP SCHEMA IF EXISTS {pg_schema} CASCADE; CREATE SCHEMA {pg_schema}")
+    proc = start_server(name, port, workdir, pg_schema)
+    pinned = not name.startswith("pg-")
     try:
         check_reply(port, files[0])
-        wrk(port, files[0], 2, args.connections)  # warm-up
+        wrk(port, files[0], 2, args.connections, pinned=pinned)  # warm-up
         runs = []
         for f in files[1:]:
             before = cpu_seconds(proc.pid)
-            result = wrk(port, f, args.duration, args.connections)
+            result = wrk(port, f, args.duration, args.connections, pinned=pinned)
             used = cpu_seconds(proc.pid) - before
             requests = result["requests"]
             if requests >= per_file:
@@ -209,6 +244,12 @@ def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[Run]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if name.startswith("pg-"):
+            psql(f"DROP SCHEMA IF EXISTS {pg_schema} CASCADE")
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", PG_DSN, "-q", "-c", sql], check=True, capture_output=True)
 
 
 def median(runs: list[Run], field: str) -> float:
@@ -229,7 +270,9 @@ def main() -> None:
         default=9000,
         help="sizes the distinct-request files; raise it if a warning says so",
     )
-    parser.add_argument("--only", nargs="*", default=["bare", "wechatpy", "ours-aes", "ours-raw"])
+    parser.add_argument(
+        "--only", nargs="*", default=["bare", "wechatpy", "ours-aes", "ours-raw", "pg-1p", "pg-2p"]
+    )
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -246,6 +289,8 @@ def main() -> None:
         "wechatpy": "(b) wechatpy safe, no store",
         "ours-aes": "(c) ours, safe mode + store",
         "ours-raw": "(d) ours, plaintext + store",
+        "pg-1p": "ours, safe, PostgreSQL, 1 process",
+        "pg-2p": "ours, safe, PostgreSQL, 2 processes",
     }
     print(
         f"\nmedian of {args.runs} runs x {args.duration}s, c{args.connections}, server on core 0, wrk on core 1"
@@ -263,6 +308,9 @@ def main() -> None:
         print(f"(c)/(a) throughput: {c['rps'] / a['rps']:.2f}")
         print(f"(b)/(a) throughput: {b['rps'] / a['rps']:.2f}   (anchor measured 0.29)")
         print(f"(c)/(b) CPU per request: {c['cpu_us'] / b['cpu_us']:.2f}")
+    if {"pg-1p", "pg-2p"} <= results.keys():
+        one, two = results["pg-1p"], results["pg-2p"]
+        print(f"2-process/1-process throughput on PostgreSQL: {two['rps'] / one['rps']:.2f}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

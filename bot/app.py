@@ -89,6 +89,8 @@ def create_app(
                 observer=app[keys.METRICS].observe_api_call,
                 tokens=app[keys.COORDINATOR].tokens,
             )
+            if config.wechat.check_at_start:
+                app[keys.TASKS].spawn(_check_credentials(app[keys.WECHAT]), name="check-token")
             yield
             # Late replies still need the HTTP session: drain tasks before it closes.
             await app[keys.TASKS].close(SHUTDOWN_GRACE)
@@ -174,6 +176,17 @@ def _late_sender(client: WeChatClient) -> SendFn:
             log.warning("a late %s reply for %s cannot be sent", type(reply).__name__, mask(openid))
 
     return send
+
+
+async def _check_credentials(client: WeChatClient) -> None:
+    try:
+        await client.access_token()
+    except BotError as exc:
+        log.error(
+            "cannot get a WeChat access token (check app_id, app_secret, IP whitelist): %s", exc
+        )
+    else:
+        log.info("WeChat access token ok")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -35,6 +35,9 @@ class WeChatConfig:
     encoding_aes_key: str = ""
     api_base_url: str = "https://api.weixin.qq.com"
     api_timeout: float = 5.0
+    # Fetch the access token at start-up, so a wrong secret or a missing IP whitelist
+    # shows in the log at once rather than at the first late reply.
+    check_at_start: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,8 @@ BACKENDS = ("tinydb", "postgres")
 
 def demo_config(data_dir: str = "./data") -> Config:
     """Built-in settings for `python -m bot serve` without `--config`."""
-    return Config(storage=StorageConfig(path=data_dir))
+    # The demo account does not exist: asking WeChat for its token would only fail.
+    return Config(wechat=WeChatConfig(check_at_start=False), storage=StorageConfig(path=data_dir))
 
 
 def load_config(path: str | Path) -> Config:

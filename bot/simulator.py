@@ -60,7 +60,9 @@ class SimulatedResident:
         self.openid = openid
         self._account = account
         self._clock = clock
-        self._ids = itertools.count(int(clock() * 1000) * 1000)
+        # Random 62-bit start: two simulated residents (say, one per server process in a
+        # test) must never share a MsgId, or the second message is rightly seen as a retry.
+        self._ids = itertools.count(secrets.randbits(62))
 
     def xml(self, msg_type: str, fields: Mapping[str, str | int | float]) -> str:
         parts = [

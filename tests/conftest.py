@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,21 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
-from bot.config import Config, ConversationConfig, StorageConfig, WebhookConfig, WeChatConfig
+from bot.config import (
+    Config,
+    ConversationConfig,
+    RedisConfig,
+    StorageConfig,
+    WebhookConfig,
+    WeChatConfig,
+)
 from bot.conversation.router import Router
 from bot.services import Services
 from bot.simulator import SimulatedResident
 from bot.wechat.crypto import MessageCrypto
 from bot.wechat.fake_api import FakeWeChatAPI
 from bot.wechat.signature import url_signature
+from tests.services import PG_DSN, REDIS_URL, pg_namespace, redis_prefix
 
 TOKEN = "testToken2026"
 APP_ID = "wx1234567890abcdef"
@@ -43,7 +52,15 @@ class FakeClock:
         self.now += seconds
 
 
-def make_config(data: Path, api_url: str, *, aes: bool, **webhook: Any) -> Config:
+def make_config(
+    data: Path,
+    api_url: str,
+    *,
+    aes: bool,
+    storage: StorageConfig | None = None,
+    redis: RedisConfig | None = None,
+    **webhook: Any,
+) -> Config:
     return Config(
         wechat=WeChatConfig(
             app_id=APP_ID,
@@ -53,7 +70,8 @@ def make_config(data: Path, api_url: str, *, aes: bool, **webhook: Any) -> Confi
             api_base_url=api_url,
             api_timeout=2.0,
         ),
-        storage=StorageConfig(path=str(data)),
+        storage=storage or StorageConfig(path=str(data)),
+        redis=redis or RedisConfig(),
         webhook=replace(WebhookConfig(), **webhook),
         conversation=ConversationConfig(idle_minutes=10, lock_timeout=2.0),
     )
@@ -182,14 +200,45 @@ async def _harness(config: Config, clock: FakeClock) -> AsyncIterator[Harness]:
         await harness.close()
 
 
-@pytest_asyncio.fixture(params=["plain", "aes"])
+@asynccontextmanager
+async def backend_settings(
+    backend: str, data: Path
+) -> AsyncIterator[tuple[StorageConfig, RedisConfig]]:
+    """Store and coordination settings for one backend, on fresh PostgreSQL/Redis space."""
+    if backend == "tinydb":
+        yield StorageConfig(path=str(data)), RedisConfig()
+        return
+    async with pg_namespace() as namespace:
+        storage = StorageConfig(backend="postgres", dsn=PG_DSN, pg_schema=namespace, pool_size=4)
+        redis = (
+            RedisConfig(url=REDIS_URL, prefix=redis_prefix())
+            if "redis" in backend
+            else RedisConfig()
+        )
+        yield storage, redis
+
+
+# Every backend, and both message modes, without the whole cross product.
+APP_VARIANTS = [
+    ("tinydb", "plain"),
+    ("tinydb", "aes"),
+    ("postgres", "aes"),
+    ("postgres+redis", "plain"),
+]
+
+
+@pytest_asyncio.fixture(params=APP_VARIANTS, ids=["-".join(v) for v in APP_VARIANTS])
 async def harness(
     request: pytest.FixtureRequest, tmp_path: Path, api_url: str, clock: FakeClock
 ) -> AsyncIterator[Harness]:
-    """The app in plaintext mode and in safe (AES) mode: conversation tests run on both."""
-    config = make_config(tmp_path / "data", api_url, aes=request.param == "aes")
-    async for h in _harness(config, clock):
-        yield h
+    """The app on each store (TinyDB, PostgreSQL, PostgreSQL + Redis), plaintext and AES."""
+    backend, mode = request.param
+    async with backend_settings(backend, tmp_path / "data") as (storage, redis):
+        config = make_config(
+            tmp_path / "data", api_url, aes=mode == "aes", storage=storage, redis=redis
+        )
+        async for h in _harness(config, clock):
+            yield h
 
 
 @pytest_asyncio.fixture

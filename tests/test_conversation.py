@@ -197,4 +197,4 @@ async def test_unsubscribe_is_recorded_and_answered_with_success(
 ) -> None:
     resident = harness.resident()
     assert await resident.event("unsubscribe", EventKey="") is None
-    assert fake_api.calls == []
+    assert fake_api.calls_to("custom_send") == []

@@ -1,20 +1,25 @@
 """The storage contract harness: every backend runs ``test_contract.py`` unchanged.
 
-To add a backend, add one entry to ``BACKENDS``: a name and a function that
-builds an unopened store for a test's location (a temporary directory, or for a
-server backend whatever names a database it may reset for the test).
+To add a backend, add one entry to ``BACKENDS``: a name, a function that
+provides a test's location (a temporary directory, or for a server backend
+whatever names a database it may reset for the test, removed afterwards), and a
+function that builds an unopened store for that location.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from storage.contract import CollectionSpec, IndexSpec, Store
+from storage.postgres_store import PostgresStore
 from storage.tinydb_store import TinyDBStore
+from tests.services import PG_DSN, pg_namespace
 
 ITEMS = CollectionSpec(
     "items",
@@ -28,13 +33,35 @@ ITEMS = CollectionSpec(
 PLAIN = CollectionSpec("plain")
 TEST_SCHEMA: tuple[CollectionSpec, ...] = (ITEMS, PLAIN)
 
-MakeStore = Callable[[Path, Sequence[CollectionSpec]], Store]
+MakeStore = Callable[[str, Sequence[CollectionSpec]], Store]
 
-BACKENDS: dict[str, MakeStore] = {
-    "tinydb": lambda location, schema: TinyDBStore(location / "data", schema),
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    place: Callable[[Path], AbstractAsyncContextManager[str]]
+    """Given the test's temporary directory, a location for its data (removed after)."""
+    make: MakeStore
+
+
+@asynccontextmanager
+async def data_dir(tmp_path: Path) -> AsyncIterator[str]:
+    yield str(tmp_path / "data")
+
+
+def pg_schema(tmp_path: Path) -> AbstractAsyncContextManager[str]:
+    # A fresh PostgreSQL schema per test: skips with a reason where PostgreSQL is absent.
+    return pg_namespace()
+
+
+BACKENDS: dict[str, Backend] = {
+    "tinydb": Backend(data_dir, lambda location, schema: TinyDBStore(Path(location), schema)),
     # A tiny journal limit makes every test also run across compactions.
-    "tinydb-compacting": lambda location, schema: TinyDBStore(
-        location / "data", schema, compact_after=3
+    "tinydb-compacting": Backend(
+        data_dir, lambda location, schema: TinyDBStore(Path(location), schema, compact_after=3)
+    ),
+    "postgres": Backend(
+        pg_schema,
+        lambda location, schema: PostgresStore(PG_DSN, schema, namespace=location, pool_size=5),
     ),
 }
 
@@ -42,7 +69,7 @@ BACKENDS: dict[str, MakeStore] = {
 class Stores:
     """Opens stores of one backend at one location, and closes them all at the end."""
 
-    def __init__(self, make: MakeStore, location: Path) -> None:
+    def __init__(self, make: MakeStore, location: str) -> None:
         self._make = make
         self._location = location
         self._open: list[Store] = []
@@ -66,11 +93,13 @@ class Stores:
 
 @pytest_asyncio.fixture(params=list(BACKENDS))
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
-    harness = Stores(BACKENDS[request.param], tmp_path)
-    try:
-        yield harness
-    finally:
-        await harness.close_all()
+    backend = BACKENDS[request.param]
+    async with backend.place(tmp_path) as location:
+        harness = Stores(backend.make, location)
+        try:
+            yield harness
+        finally:
+            await harness.close_all()
 
 
 @pytest_asyncio.fixture
