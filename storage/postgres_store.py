@@ -38,11 +38,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from bot.errors import ConflictError, StorageError
+from bot.redact import describe_error, endpoint, password_of
 from storage.contract import (
     Collection,
     CollectionSpec,
@@ -155,29 +155,6 @@ def index_name(collection: str, index: IndexSpec) -> str:
     digest = hashlib.sha256(definition.encode("utf-8")).hexdigest()[:8]
     stem = f"{collection}_{index.name}"[: _MAX_IDENT - len("ix__") - len(digest)]
     return f"ix_{stem}_{digest}"
-
-
-def describe_dsn(dsn: str) -> str:
-    """``user@host:port/db`` for messages and logs: never the password."""
-    try:
-        parts = urlsplit(dsn)
-        if parts.scheme not in ("postgres", "postgresql"):
-            return "the configured PostgreSQL DSN"
-        host = parts.hostname or "localhost"
-        port = parts.port or 5432
-        database = unquote(parts.path.lstrip("/")) or (parts.username or "")
-        user = unquote(parts.username) if parts.username else ""
-    except ValueError:
-        return "the configured PostgreSQL DSN"
-    return f"{user + '@' if user else ''}{host}:{port}/{database}"
-
-
-def _password_of(dsn: str) -> str | None:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,8 +477,8 @@ class PostgresStore(Store):
         if not _NAMESPACE.fullmatch(namespace) or len(namespace) > _MAX_IDENT:
             raise ValueError(f"namespace {namespace!r} must match {_NAMESPACE.pattern}")
         self._dsn = dsn
-        self._where = describe_dsn(dsn)
-        self._password = _password_of(dsn)
+        self._where = endpoint(dsn, 5432)
+        self._password = password_of(dsn)
         self._namespace = namespace
         self._pool_size = pool_size
         self._timeout = command_timeout
@@ -562,9 +539,7 @@ class PostgresStore(Store):
         )
 
     def _connect_message(self, exc: BaseException) -> str:
-        detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        if self._password:
-            detail = detail.replace(self._password, "***")
+        detail = describe_error(exc, self._password)
         if isinstance(exc, TimeoutError):
             detail = f"no answer within {self._timeout:g} s"
         return f"cannot open the PostgreSQL store at {self._where} (schema {self._namespace}): {detail}"

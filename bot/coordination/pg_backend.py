@@ -35,7 +35,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -53,6 +52,7 @@ from bot.coordination.base import (
 )
 from bot.coordination.local import LocalUserLock
 from bot.errors import StorageError
+from bot.redact import describe_error, endpoint, password_of
 from storage.pg_migrations import migrate
 
 log = logging.getLogger("bot.coordination.postgres")
@@ -138,23 +138,6 @@ _TRY_LOCK = "SELECT pg_try_advisory_lock($1, $2)"
 _UNLOCK = "SELECT pg_advisory_unlock($1, $2)"
 
 
-def _where(dsn: str) -> str:
-    """Where ``dsn`` points, without its credentials."""
-    try:
-        parts = urlsplit(dsn)
-        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
-    except ValueError:
-        return "an unparseable DSN"
-
-
-def _describe(exc: BaseException, secret: str | None) -> str:
-    """One line about ``exc`` that never repeats the password."""
-    text = " ".join(str(exc).split()) or "no detail"
-    if secret:
-        text = text.replace(secret, "***")
-    return f"{type(exc).__name__}: {text}"
-
-
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -176,10 +159,7 @@ class _Pg:
         self.op_timeout = op_timeout
         self.pool: Any = None
         self.lock_pool: Any = None
-        try:
-            self.secret = urlsplit(dsn).password
-        except ValueError:
-            self.secret = None
+        self.secret = password_of(dsn)
 
     def ops(self) -> Any:
         if self.pool is None:
@@ -478,8 +458,8 @@ class PostgresLease(LeaderLease):
             )
         except _ERRORS as exc:
             raise CoordinationError(
-                f"cannot reach PostgreSQL at {_where(pg.dsn)} for the {self._name!r} lease: "
-                f"{_describe(exc, pg.secret)}"
+                f"cannot reach PostgreSQL at {endpoint(pg.dsn, 5432)} for the {self._name!r} lease: "
+                f"{describe_error(exc, pg.secret)}"
             ) from exc
         return self._conn
 
@@ -525,7 +505,7 @@ class PostgresCoordinator(Coordinator):
         pg = self._pg
         if pg.pool is not None:
             return
-        where = _where(pg.dsn)
+        where = endpoint(pg.dsn, 5432)
         settings = {
             "search_path": _quote_ident(pg.namespace),
             "application_name": "gongzhi-coordination",
@@ -550,7 +530,7 @@ class PostgresCoordinator(Coordinator):
                 await self._close_pool(pool)
             raise CoordinationError(
                 f"cannot open PostgreSQL coordination at {where} "
-                f"(schema {pg.namespace}): {_describe(exc, pg.secret)}"
+                f"(schema {pg.namespace}): {describe_error(exc, pg.secret)}"
             ) from exc
         pg.pool, pg.lock_pool = pools
         log.info("coordination through PostgreSQL at %s, schema %s", where, pg.namespace)

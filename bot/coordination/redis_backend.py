@@ -33,7 +33,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -54,6 +53,7 @@ from bot.coordination.base import (
     UserLock,
 )
 from bot.coordination.local import LocalUserLock
+from bot.redact import describe_error, endpoint, password_of
 
 log = logging.getLogger("bot.coordination.redis")
 
@@ -167,25 +167,6 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-def _where(url: str) -> str:
-    """Where ``url`` points, without its credentials."""
-    try:
-        parts = urlsplit(url)
-        if parts.scheme == "unix":
-            return parts.path or "?"
-        return f"{parts.hostname or '?'}:{parts.port or 6379}"
-    except ValueError:
-        return "an unparseable URL"
-
-
-def _describe(exc: BaseException, secret: str | None) -> str:
-    """One line about ``exc`` that never repeats the password."""
-    text = " ".join(str(exc).split()) or "no detail"
-    if secret:
-        text = text.replace(secret, "***")
-    return f"{type(exc).__name__}: {text}"
-
-
 class _Link:
     """The client, scripts and clean-up tasks shared by every part of one coordinator."""
 
@@ -195,10 +176,7 @@ class _Link:
         self.client: aioredis.Redis | None = None
         self.scripts: dict[str, AsyncScript] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        try:
-            self.secret = urlsplit(url).password
-        except ValueError:
-            self.secret = None
+        self.secret = password_of(url)
 
     def connected(self) -> aioredis.Redis:
         if self.client is None:
@@ -211,7 +189,9 @@ class _Link:
             async with asyncio.timeout(self.op_timeout):
                 return await op
         except _ERRORS as exc:
-            raise CoordinationError(f"redis {what} failed: {_describe(exc, self.secret)}") from exc
+            raise CoordinationError(
+                f"redis {what} failed: {describe_error(exc, self.secret)}"
+            ) from exc
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         self.connected()
@@ -444,7 +424,7 @@ class RedisCoordinator(Coordinator):
         if self._link.client is not None:
             return
         link = self._link
-        where = _where(link.url)
+        where = endpoint(link.url, 6379)
         try:
             client = aioredis.from_url(
                 link.url,
@@ -455,7 +435,7 @@ class RedisCoordinator(Coordinator):
             )
         except ValueError as exc:
             raise CoordinationError(
-                f"bad Redis URL for {where}: {_describe(exc, link.secret)}"
+                f"bad Redis URL for {where}: {describe_error(exc, link.secret)}"
             ) from None
         try:
             async with asyncio.timeout(link.op_timeout):
@@ -467,7 +447,7 @@ class RedisCoordinator(Coordinator):
         except _ERRORS as exc:
             await client.aclose()
             raise CoordinationError(
-                f"cannot reach Redis at {where}: {_describe(exc, link.secret)}"
+                f"cannot reach Redis at {where}: {describe_error(exc, link.secret)}"
             ) from exc
         link.scripts = {name: client.register_script(src) for name, src in _SCRIPTS}
         link.client = client
