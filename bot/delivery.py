@@ -37,6 +37,9 @@ log = logging.getLogger("bot.delivery")
 HandleFn = Callable[[Message], Awaitable[Reply | None]]
 SendFn = Callable[[str, Reply], Awaitable[None]]
 
+# A finished delivery: when it expires, its reply as JSON text, whether it went out late.
+_Done = tuple[float, str | None, bool]
+
 # How often a delivery waiting on another process's handler looks at the ledger.
 _POLL_FIRST, _POLL_MAX = 0.01, 0.1
 
@@ -113,7 +116,7 @@ class RetryGuard:
         self._deadline = deadline
         self._ttl = ttl
         self._clock = clock
-        self._seen: OrderedDict[str, _Delivery] = OrderedDict()
+        self._seen: OrderedDict[str, _Delivery | _Done] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -132,6 +135,10 @@ class RetryGuard:
             spawned = self._tasks.spawn(self._run(key, msg), name=f"handle:{key[-24:]}")
             entry = _Delivery(spawned, now + self._ttl)
             self._seen[key] = entry
+        elif isinstance(entry, tuple):
+            self._metrics.dedup_hits.inc()
+            _, raw, sent_late = entry
+            return (None if sent_late else load_reply(raw)), "retry"
         else:
             self._metrics.dedup_hits.inc()
             if entry.sent_late:
@@ -170,17 +177,24 @@ class RetryGuard:
             log.exception("handler for %s raised", key)
             reply = None
         entry = self._seen.get(key)
-        if entry is not None:
-            entry.reply, entry.done, entry.task = reply, True, None
-        if self._shared:
-            await self._publish(key, reply)
-        # Waiters resume after this task completes, so `waiting` is exact here.
-        if reply is None or entry is None or entry.waiting > 0:
+        if not isinstance(entry, _Delivery):
             return reply
-        if entry.owed if not self._shared else await self._take_late(key):
-            entry.sent_late = True
-            await self._deliver_late(msg.source, key, reply)
-        return reply
+        entry.reply, entry.done, entry.task = reply, True, None
+        try:
+            if self._shared:
+                await self._publish(key, reply)
+            # Waiters resume after this task completes, so `waiting` is exact here.
+            if reply is None or entry.waiting > 0:
+                return reply
+            if entry.owed if not self._shared else await self._take_late(key):
+                entry.sent_late = True
+                await self._deliver_late(msg.source, key, reply)
+            return reply
+        finally:
+            if self._seen.get(key) is entry:
+                # Kept for the whole TTL: a tuple of str/float/bool is not tracked by the
+                # garbage collector, so hundreds of thousands of them cost no GC time.
+                self._seen[key] = (entry.expires_at, dump_reply(reply), entry.sent_late)
 
     async def _deliver_late(self, openid: str, key: str, reply: Reply) -> None:
         try:
@@ -262,6 +276,9 @@ class RetryGuard:
         seen = self._seen
         while seen:
             key, entry = next(iter(seen.items()))
-            if entry.expires_at > now or not entry.done:
+            if isinstance(entry, tuple):
+                if entry[0] > now:
+                    break
+            elif entry.expires_at > now or not entry.done:
                 break
             del seen[key]
