@@ -46,7 +46,6 @@ async def migrate(
     source_path: str, dsn: str, *, pg_schema: str, say: Callable[[str], None]
 ) -> list[Copied]:
     from storage.postgres_store import PostgresStore
-
     from storage.tinydb_store import TinyDBStore
 
     source = TinyDBStore(Path(source_path), SCHEMA)
