@@ -79,7 +79,6 @@ def create_app(
     async def wechat_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=config.wechat.api_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            app[keys.HTTP] = session
             app[keys.WECHAT] = WeChatClient(
                 session,
                 app_id=config.wechat.app_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import ClientSession, web
+from aiohttp import web
 
 from bot.config import Config
 from bot.conversation.engine import Engine
@@ -20,7 +20,6 @@ METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", Store)
 COORDINATOR = web.AppKey("coordinator", Coordinator)
 TASKS = web.AppKey("tasks", TaskTracker)
-HTTP = web.AppKey("http", ClientSession)
 WECHAT = web.AppKey("wechat", WeChatClient)
 ENGINE = web.AppKey("engine", Engine)
 GUARD = web.AppKey("guard", RetryGuard)
