@@ -12,12 +12,14 @@ import aiohttp
 from aiohttp import web
 
 from bot import keys, webhook
+from bot.admin import api as admin_api
 from bot.backends import build_coordinator, build_store
 from bot.config import Config
 from bot.conversation.engine import Engine, mask
 from bot.conversation.router import Router
 from bot.coordination.base import LockTimeout
 from bot.delivery import HandleFn, RetryGuard, SendFn
+from bot.domain.feedback import FeedbackDesk
 from bot.errors import BotError
 from bot.metrics import Metrics
 from bot.services import Services
@@ -28,7 +30,7 @@ from bot.wechat.messages import Message
 from bot.wechat.replies import ArticlesReply, Reply, TextReply, fit_text
 from handlers import build_router
 from schedules.runner import SchedulerService
-from storage.repos import ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
+from storage.repos import AuditRepo, ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
 
 log = logging.getLogger("bot.app")
 
@@ -114,6 +116,10 @@ def create_app(
             clock=clock,
         )
         app[keys.ENGINE] = engine
+        app[keys.SERVICES] = services
+        audit = AuditRepo(store)
+        app[keys.AUDIT] = audit
+        app[keys.FEEDBACK_DESK] = FeedbackDesk(services.feedback, audit, app[keys.WECHAT], clock)
         app[keys.GUARD] = RetryGuard(
             _safe_handler(engine, app[keys.METRICS]),
             _late_sender(app[keys.WECHAT]),
@@ -139,6 +145,7 @@ def create_app(
 
     app.cleanup_ctx.extend([store_ctx, coordination_ctx, wechat_ctx, engine_ctx, scheduler_ctx])
     webhook.setup(app)
+    admin_api.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

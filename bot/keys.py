@@ -8,12 +8,15 @@ from bot.config import Config
 from bot.conversation.engine import Engine
 from bot.coordination.base import Coordinator
 from bot.delivery import RetryGuard
+from bot.domain.feedback import FeedbackDesk
 from bot.metrics import Metrics
+from bot.services import Services
 from bot.tasks import TaskTracker
 from bot.wechat.client import WeChatClient
 from bot.wechat.crypto import MessageCrypto
 from schedules.runner import SchedulerService
 from storage.contract import Store
+from storage.repos import AuditRepo
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
@@ -25,3 +28,6 @@ ENGINE = web.AppKey("engine", Engine)
 GUARD = web.AppKey("guard", RetryGuard)
 CRYPTO = web.AppKey("crypto", MessageCrypto)
 SCHEDULER = web.AppKey("scheduler", SchedulerService)
+SERVICES = web.AppKey("services", Services)
+AUDIT = web.AppKey("audit", AuditRepo)
+FEEDBACK_DESK = web.AppKey("feedback_desk", FeedbackDesk)

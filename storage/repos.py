@@ -6,12 +6,13 @@ HTTP or flows; every backend serves them through the same contract.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import ConflictError
-from storage.contract import Store
+from storage.contract import Record, Store
 
 # A CAS loop that keeps losing means something is wrong; fail loudly instead of spinning.
 _MAX_CAS_ATTEMPTS = 50
@@ -97,11 +98,25 @@ class Sequences:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackReply:
+    text: str
+    by: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Feedback:
     number: int
     openid: str
     text: str
     created_at: float
+    replies: tuple[FeedbackReply, ...] = ()
+
+
+def _feedback(record: Record) -> Feedback:
+    d = record.data
+    replies = tuple(FeedbackReply(r["text"], r["by"], r["at"]) for r in d.get("replies", ()))
+    return Feedback(int(record.key), d["openid"], d["text"], d["created_at"], replies)
 
 
 class FeedbackRepo:
@@ -119,8 +134,76 @@ class FeedbackRepo:
         return Feedback(number, openid, text, now)
 
     async def by_resident(self, openid: str, limit: int = 20) -> list[Feedback]:
-        records = await self._items.find("by_openid", (openid,), limit=limit)
+        return [_feedback(r) for r in await self._items.find("by_openid", (openid,), limit=limit)]
+
+    async def get(self, number: int) -> Feedback | None:
+        record = await self._items.get(f"{number:010d}")
+        return _feedback(record) if record else None
+
+    async def page(self, *, after: int | None, limit: int) -> list[Feedback]:
+        """In arrival order, ``limit`` at a time after number ``after``."""
+        start = f"{after:010d}" if after is not None else None
+        return [_feedback(r) for r in await self._items.scan(after=start, limit=limit)]
+
+    async def add_reply(self, number: int, reply: FeedbackReply) -> Feedback:
+        key = f"{number:010d}"
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            record = await self._items.get(key)
+            if record is None:
+                raise KeyError(number)
+            doc = dict(record.data)
+            doc["replies"] = [
+                *doc.get("replies", ()),
+                {"text": reply.text, "by": reply.by, "at": reply.at},
+            ]
+            try:
+                saved = await self._items.put(key, doc, expect_version=record.version)
+            except ConflictError:
+                continue
+            return _feedback(saved)
+        raise ConflictError(f"feedback {number} stayed contended for {_MAX_CAS_ATTEMPTS} attempts")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    actor: str
+    action: str
+    target: str
+    detail: Mapping[str, Any]
+    at: float
+
+
+class AuditRepo:
+    """Who changed what, when: written by every admin change, never edited."""
+
+    def __init__(self, store: Store) -> None:
+        self._items = store.collection("audit")
+
+    async def add(
+        self, actor: str, action: str, target: str, detail: Mapping[str, Any], now: float
+    ) -> AuditEntry:
+        # Time-ordered keys list the log in order without a shared counter to contend on.
+        entry_id = f"{int(now * 1_000_000):017d}-{secrets.token_hex(4)}"
+        doc = {
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "detail": dict(detail),
+            "at": now,
+        }
+        await self._items.insert(entry_id, doc)
+        return AuditEntry(entry_id, actor, action, target, dict(detail), now)
+
+    async def page(self, *, after: str | None, limit: int) -> list[AuditEntry]:
         return [
-            Feedback(int(r.key), r.data["openid"], r.data["text"], r.data["created_at"])
-            for r in records
+            AuditEntry(
+                r.key,
+                r.data["actor"],
+                r.data["action"],
+                r.data["target"],
+                r.data["detail"],
+                r.data["at"],
+            )
+            for r in await self._items.scan(after=after, limit=limit)
         ]

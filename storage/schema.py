@@ -21,9 +21,12 @@ FEEDBACK = CollectionSpec(
     "feedback",
     indexes=(IndexSpec("by_openid", ("openid",)),),
 )
-"""Key: zero-padded sequence number. Data: openid, text, created_at (the 留言 flow)."""
+"""Key: zero-padded sequence number. Data: openid, text, created_at, replies (the 留言 flow)."""
 
 COUNTERS = CollectionSpec("counters")
 """Key: sequence name. Data: value (the last number handed out)."""
 
-SCHEMA: tuple[CollectionSpec, ...] = (RESIDENTS, CONVERSATIONS, FEEDBACK, COUNTERS)
+AUDIT = CollectionSpec("audit")
+"""Key: time-ordered id. Data: actor, action, target, detail, at (every admin change)."""
+
+SCHEMA: tuple[CollectionSpec, ...] = (RESIDENTS, CONVERSATIONS, FEEDBACK, COUNTERS, AUDIT)

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
 from bot.config import (
+    AdminConfig,
     Config,
     ConversationConfig,
     RedisConfig,
@@ -36,6 +37,7 @@ TOKEN = "testToken2026"
 APP_ID = "wx1234567890abcdef"
 APP_SECRET = "test-secret-value"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+ADMIN_TOKEN = "test-admin-token-0123456789"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "wechat_samples"
 
 
@@ -72,6 +74,7 @@ def make_config(
         ),
         storage=storage or StorageConfig(path=str(data)),
         redis=redis or RedisConfig(),
+        admin=AdminConfig(api_token=ADMIN_TOKEN),
         webhook=replace(WebhookConfig(), **webhook),
         conversation=ConversationConfig(idle_minutes=10, lock_timeout=2.0),
     )
@@ -152,6 +155,33 @@ class Harness:
         assert self.session is not None
         async with self.session.get(self.url(path), params=query) as resp:
             return resp.status, await resp.text()
+
+    async def admin(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        token: str | None = ADMIN_TOKEN,
+        operator: str | None = None,
+        **query: str,
+    ) -> tuple[int, Any]:
+        """Call ``/admin/api{path}`` as staff tools do; returns the status and parsed JSON."""
+        assert self.session is not None
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if operator:
+            headers["X-Operator"] = operator
+        data = body if isinstance(body, bytes) else None
+        payload = None if isinstance(body, bytes) or body is None else body
+        async with self.session.request(
+            method,
+            self.url(f"/admin/api{path}"),
+            params=query,
+            json=payload,
+            data=data,
+            headers=headers,
+        ) as resp:
+            return resp.status, await resp.json()
 
 
 @pytest_asyncio.fixture

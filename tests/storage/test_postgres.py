@@ -310,6 +310,13 @@ def synthetic(collection: str, n: int) -> dict[str, Any]:
         "conversations": {"state": "report:location", "data": {}, "updated_at": n},
         "feedback": {"openid": f"o{n % 5000}", "text": "路灯", "created_at": n},
         "counters": {"value": n},
+        "audit": {
+            "actor": "api",
+            "action": "feedback.reply",
+            "target": f"feedback/{n}",
+            "detail": {},
+            "at": n,
+        },
         "items": {
             "owner": f"u{n % 4000}",
             "status": ("open", "done", "wait")[n % 3],

@@ -1,0 +1,1 @@
+"""The community's rules, written once: chat, JSON API and pages all call these."""
