@@ -98,13 +98,11 @@ def create_app(
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[keys.STORE]
-        sequences = Sequences(store)
         services = Services(
             config=config,
             clock=clock,
             residents=ResidentRepo(store),
-            feedback=FeedbackRepo(store, sequences),
-            sequences=sequences,
+            feedback=FeedbackRepo(store, Sequences(store)),
         )
         engine = Engine(
             router or build_router(),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import Config
-from storage.repos import FeedbackRepo, ResidentRepo, Sequences
+from storage.repos import FeedbackRepo, ResidentRepo
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,4 +15,3 @@ class Services:
     clock: Callable[[], float]
     residents: ResidentRepo
     feedback: FeedbackRepo
-    sequences: Sequences

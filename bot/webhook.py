@@ -91,9 +91,10 @@ async def receive(request: web.Request) -> web.Response:
     metrics.outcome[outcome].inc()
     if reply is None:
         return web.Response(body=SUCCESS, content_type="text/plain")
-    text = render(reply, to_user=msg.source, from_user=msg.target, create_time=int(time.time()))
+    now = int(time.time())
+    text = render(reply, to_user=msg.source, from_user=msg.target, create_time=now)
     if mode == "aes" and crypto is not None:
-        text = crypto.encrypt(text, nonce, str(int(time.time())))
+        text = crypto.encrypt(text, nonce, str(now))
     return web.Response(text=text, content_type=_XML)
 
 

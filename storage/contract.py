@@ -13,12 +13,17 @@ Versions make conditional writes possible without transactions: ``put`` with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.errors import ConflictError
+
 JSONScalar = str | int | float | bool | None
 Doc = Mapping[str, Any]
+
+# A compare-and-set loop that keeps losing means something is wrong: fail, don't spin.
+MAX_UPDATE_ATTEMPTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,23 @@ class Collection(ABC):
     async def insert(self, key: str, data: Doc) -> Record:
         """Create ``key``; :class:`ConflictError` if it exists."""
         return await self.put(key, data, expect_version=0)
+
+    async def update(self, key: str, change: Callable[[Record | None], Doc]) -> Record:
+        """Read ``key``, compute its new data with ``change``, write it only if unchanged meanwhile.
+
+        ``change`` gets the current record (``None`` if absent) and may raise to abort.
+        Concurrent updates of one key from any process all apply, each once.
+        """
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            current = await self.get(key)
+            data = change(current)
+            try:
+                return await self.put(key, data, expect_version=current.version if current else 0)
+            except ConflictError:
+                continue
+        raise ConflictError(
+            f"{self.name}/{key} stayed contended for {MAX_UPDATE_ATTEMPTS} attempts"
+        )
 
     @abstractmethod
     async def delete(self, key: str, *, expect_version: int | None = None) -> bool:

@@ -11,11 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.errors import ConflictError
 from storage.contract import Record, Store
-
-# A CAS loop that keeps losing means something is wrong; fail loudly instead of spinning.
-_MAX_CAS_ATTEMPTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +80,10 @@ class Sequences:
         self._items = store.collection("counters")
 
     async def next(self, name: str) -> int:
-        for _ in range(_MAX_CAS_ATTEMPTS):
-            record = await self._items.get(name)
-            value = (record.data["value"] if record else 0) + 1
-            try:
-                await self._items.put(
-                    name, {"value": value}, expect_version=record.version if record else 0
-                )
-            except ConflictError:
-                continue
-            return value
-        raise ConflictError(f"sequence {name!r} stayed contended for {_MAX_CAS_ATTEMPTS} attempts")
+        saved = await self._items.update(
+            name, lambda current: {"value": (current.data["value"] if current else 0) + 1}
+        )
+        return int(saved.data["value"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,22 +135,13 @@ class FeedbackRepo:
         return [_feedback(r) for r in await self._items.scan(after=start, limit=limit)]
 
     async def add_reply(self, number: int, reply: FeedbackReply) -> Feedback:
-        key = f"{number:010d}"
-        for _ in range(_MAX_CAS_ATTEMPTS):
-            record = await self._items.get(key)
-            if record is None:
+        def append(current: Record | None) -> dict[str, Any]:
+            if current is None:
                 raise KeyError(number)
-            doc = dict(record.data)
-            doc["replies"] = [
-                *doc.get("replies", ()),
-                {"text": reply.text, "by": reply.by, "at": reply.at},
-            ]
-            try:
-                saved = await self._items.put(key, doc, expect_version=record.version)
-            except ConflictError:
-                continue
-            return _feedback(saved)
-        raise ConflictError(f"feedback {number} stayed contended for {_MAX_CAS_ATTEMPTS} attempts")
+            entry = {"text": reply.text, "by": reply.by, "at": reply.at}
+            return {**current.data, "replies": [*current.data.get("replies", ()), entry]}
+
+        return _feedback(await self._items.update(f"{number:010d}", append))
 
 
 @dataclass(frozen=True, slots=True)

@@ -499,3 +499,30 @@ async def test_only_one_concurrent_claim_of_a_unique_value_wins(store: Store) ->
     assert sum(isinstance(r, Record) for r in results) == 1
     assert await items.size() == 1
     assert await items.count("by_email", ["same@example.org"]) == 1
+
+
+async def test_update_applies_every_concurrent_change_once(store: Store) -> None:
+    plain = store.collection("plain")
+
+    def bump(current: Record | None) -> dict[str, Any]:
+        return {"n": (current.data["n"] if current else 0) + 1}
+
+    await asyncio.gather(*(plain.update("counter", bump) for _ in range(100)))
+    saved = await plain.get("counter")
+    assert saved is not None and saved.data == {"n": 100} and saved.version == 100
+
+
+async def test_update_that_raises_writes_nothing(store: Store) -> None:
+    plain = store.collection("plain")
+    await plain.put("a", {"n": 1})
+
+    def refuse(current: Record | None) -> dict[str, Any]:
+        raise ValueError("not allowed")
+
+    with pytest.raises(ValueError, match="not allowed"):
+        await plain.update("a", refuse)
+    with pytest.raises(ValueError):
+        await plain.update("missing", refuse)
+    kept = await plain.get("a")
+    assert kept is not None and kept.data == {"n": 1} and kept.version == 1
+    assert await plain.get("missing") is None
