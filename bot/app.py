@@ -7,6 +7,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -15,13 +16,17 @@ from bot import keys, webhook
 from bot.admin import api as admin_api
 from bot.backends import build_coordinator, build_store
 from bot.config import Config
-from bot.conversation.engine import Engine, mask
+from bot.conversation.engine import Engine
 from bot.conversation.router import Router
 from bot.coordination.base import LockTimeout
 from bot.delivery import HandleFn, RetryGuard, SendFn
 from bot.domain.feedback import FeedbackDesk
+from bot.domain.notify import Notifier
+from bot.domain.points import PointsDesk
+from bot.domain.volunteers import VolunteerDesk
 from bot.errors import BotError
 from bot.metrics import Metrics
+from bot.redact import mask
 from bot.services import Services
 from bot.tasks import TaskTracker
 from bot.wechat.client import WeChatClient
@@ -29,7 +34,10 @@ from bot.wechat.crypto import MessageCrypto
 from bot.wechat.messages import Message
 from bot.wechat.replies import ArticlesReply, Reply, TextReply, fit_text
 from handlers import build_router
+from schedules import jobs
 from schedules.runner import SchedulerService
+from storage.activities import ActivityRepo, CatalogueRepo, RedemptionRepo, SignUpRepo
+from storage.ledger import LedgerRepo
 from storage.repos import AuditRepo, ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
 
 log = logging.getLogger("bot.app")
@@ -98,11 +106,35 @@ def create_app(
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[keys.STORE]
+        sequences = Sequences(store)
+        audit = AuditRepo(store)
+        points = PointsDesk(
+            LedgerRepo(store),
+            CatalogueRepo(store),
+            RedemptionRepo(store),
+            sequences,
+            audit,
+            clock,
+        )
+        volunteers = VolunteerDesk(
+            ActivityRepo(store),
+            SignUpRepo(store),
+            sequences,
+            points,
+            audit,
+            app[keys.WECHAT],
+            Notifier(app[keys.WECHAT], template_id=config.volunteer.reminder_template_id),
+            clock,
+            ZoneInfo(config.scheduler.timezone),
+            waitlist_max=config.volunteer.waitlist_max,
+        )
         services = Services(
             config=config,
             clock=clock,
             residents=ResidentRepo(store),
-            feedback=FeedbackRepo(store, Sequences(store)),
+            feedback=FeedbackRepo(store, sequences),
+            volunteers=volunteers,
+            points=points,
         )
         engine = Engine(
             router or build_router(),
@@ -115,7 +147,6 @@ def create_app(
         )
         app[keys.ENGINE] = engine
         app[keys.SERVICES] = services
-        audit = AuditRepo(store)
         app[keys.AUDIT] = audit
         app[keys.FEEDBACK_DESK] = FeedbackDesk(services.feedback, audit, app[keys.WECHAT], clock)
         app[keys.GUARD] = RetryGuard(
@@ -133,7 +164,9 @@ def create_app(
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         service = SchedulerService(
-            app[keys.COORDINATOR].lease("scheduler"), timezone=config.scheduler.timezone
+            app[keys.COORDINATOR].lease("scheduler"),
+            timezone=config.scheduler.timezone,
+            setup_jobs=lambda scheduler: jobs.setup(scheduler, app[keys.SERVICES], config),
         )
         app[keys.SCHEDULER] = service
         runner = app[keys.TASKS].spawn(service.run(), name="scheduler-lease")

@@ -84,6 +84,16 @@ class ConversationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VolunteerConfig:
+    # A template message reaches a volunteer outside WeChat's 48-hour reply window;
+    # without one, reminders and notices go as customer-service messages.
+    reminder_template_id: str = ""
+    waitlist_max: int = 200
+    # How often the scheduler looks for activities whose reminder is due.
+    reminder_check_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
 
@@ -98,6 +108,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    volunteer: VolunteerConfig = field(default_factory=VolunteerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -206,6 +217,11 @@ def validate(config: Config) -> Config:
         raise ConfigError("[webhook] max_body_bytes must be at least 1024")
     if config.conversation.idle_minutes <= 0:
         raise ConfigError("[conversation] idle_minutes must be positive")
+    v = config.volunteer
+    if not 1 <= v.waitlist_max <= 10_000:
+        raise ConfigError("[volunteer] waitlist_max must be between 1 and 10000")
+    if not 5 <= v.reminder_check_seconds <= 3600:
+        raise ConfigError("[volunteer] reminder_check_seconds must be between 5 and 3600")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[log] level must be DEBUG, INFO, WARNING or ERROR")
     return config

@@ -1,4 +1,4 @@
-"""Talking about a connection URL without ever repeating its password."""
+"""Talking about residents and connection URLs without repeating what must stay private."""
 
 from __future__ import annotations
 
@@ -32,3 +32,8 @@ def describe_error(exc: BaseException, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return f"{type(exc).__name__}: {text}"
+
+
+def mask(openid: str) -> str:
+    """Enough of an openid to follow one resident through the logs, not to identify them."""
+    return f"{openid[:4]}…{openid[-3:]}" if len(openid) > 8 else "…"

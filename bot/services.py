@@ -1,4 +1,4 @@
-"""What handlers may use: repositories, the clock and settings, passed in by the app."""
+"""What handlers may use: repositories, domain desks, the clock and settings, passed in by the app."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import Config
+from bot.domain.points import PointsDesk
+from bot.domain.volunteers import VolunteerDesk
 from storage.repos import FeedbackRepo, ResidentRepo
 
 
@@ -15,3 +17,5 @@ class Services:
     clock: Callable[[], float]
     residents: ResidentRepo
     feedback: FeedbackRepo
+    volunteers: VolunteerDesk
+    points: PointsDesk

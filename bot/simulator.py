@@ -63,12 +63,19 @@ class SimulatedResident:
         # Random 62-bit start: two simulated residents (say, one per server process in a
         # test) must never share a MsgId, or the second message is rightly seen as a retry.
         self._ids = itertools.count(secrets.randbits(62))
+        self._last_event_time = 0
 
     def xml(self, msg_type: str, fields: Mapping[str, str | int | float]) -> str:
+        created = int(self._clock())
+        if msg_type == "event":
+            # Events carry no MsgId: WeChat's retries are told apart by the second they
+            # were created in, so a person's distinct events never share one.
+            created = max(created, self._last_event_time + 1)
+            self._last_event_time = created
         parts = [
             f"<ToUserName>{cdata(self._account)}</ToUserName>",
             f"<FromUserName>{cdata(self.openid)}</FromUserName>",
-            f"<CreateTime>{int(self._clock())}</CreateTime>",
+            f"<CreateTime>{created}</CreateTime>",
             f"<MsgType>{cdata(msg_type)}</MsgType>",
         ]
         for name, value in fields.items():

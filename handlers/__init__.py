@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from bot.conversation.router import Router
 from bot.services import Services
-from handlers import basics, fallback, feedback
+from handlers import basics, checkin, fallback, feedback, points, volunteer
 from handlers.menu import MainMenu
 
 
 def build_router() -> Router[Services]:
-    """Global commands first, then each flow, then the fallbacks that catch the rest."""
+    """Global commands first, then each flow, then the fallbacks that catch the rest.
+
+    Check-in comes before the basics: it answers the ``subscribe``/``SCAN`` events
+    that carry an activity's scene, which the basics would take as a plain follow.
+    The order of the flows is the order of the main menu.
+    """
     menu = MainMenu()
     root: Router[Services] = Router("root")
-    root.include(basics.build(menu), feedback.build(menu), fallback.build(menu))
+    root.include(
+        checkin.build(menu),
+        basics.build(menu),
+        volunteer.build(menu),
+        points.build(menu),
+        feedback.build(menu),
+        fallback.build(menu),
+    )
     return root

@@ -8,6 +8,7 @@ from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import Reply
 from handlers.menu import MainMenu
+from handlers.words import NO, YES
 
 KEYWORD = "留言"
 ASK = "请直接输入您想对社区说的话（打字或发语音都可以）。\n回复“取消”退出。"
@@ -21,8 +22,6 @@ MAX_CHARS = 500
 
 WRITING = "feedback:text"
 CONFIRMING = "feedback:confirm"
-YES = ("确认", "是", "1", "确定", "好")
-NO = ("否", "2", "不", "不提交")
 
 
 def build(menu: MainMenu) -> Router[Services]:
@@ -54,7 +53,7 @@ def build(menu: MainMenu) -> Router[Services]:
         ctx.clear()
         return DONE.format(number=saved.number)
 
-    @router.on(State(CONFIRMING), Text(*NO))
+    @router.on(State(CONFIRMING), Text(*NO, "不提交"))
     async def drop(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ctx.clear()
         return DROPPED

@@ -29,4 +29,49 @@ COUNTERS = CollectionSpec("counters")
 AUDIT = CollectionSpec("audit")
 """Key: time-ordered id. Data: actor, action, target, detail, at (every admin change)."""
 
-SCHEMA: tuple[CollectionSpec, ...] = (RESIDENTS, CONVERSATIONS, FEEDBACK, COUNTERS, AUDIT)
+ACTIVITIES = CollectionSpec(
+    "activities",
+    indexes=(IndexSpec("by_status", ("status",)),),
+)
+"""Key: zero-padded activity number. Data: the activity and its roster (members, waitlist,
+checked_in), so one compare-and-set decides every seat: capacity is never oversold."""
+
+SIGNUPS = CollectionSpec(
+    "signups",
+    indexes=(IndexSpec("by_openid", ("openid",)),),
+)
+"""Key: ``openid:activity``. Data: a resident's view of one sign-up (derived from the roster)."""
+
+LEDGER = CollectionSpec(
+    "ledger",
+    indexes=(IndexSpec("by_idem", ("idem",), unique=True),),
+)
+"""Key: ``account:seq`` (seq zero-padded, per account). Data: amount, balance after it, idem
+(unique: an operation posts once), reason, kind, by, at. Append-only: never updated."""
+
+BALANCES = CollectionSpec("balances")
+"""Key: account (``pts:<openid>``, ``stock:<item>``). Data: seq, balance: a cache of the
+account's last ledger entry, rolled forward from the ledger whenever it lags."""
+
+CATALOGUE = CollectionSpec("catalogue")
+"""Key: zero-padded item number. Data: name, cost, active, created_at (stock is a ledger)."""
+
+REDEMPTIONS = CollectionSpec(
+    "redemptions",
+    indexes=(IndexSpec("by_openid", ("openid",)), IndexSpec("by_state", ("state",))),
+)
+"""Key: voucher code. Data: openid, item, cost, state (pending/issued/used/failed), times."""
+
+SCHEMA: tuple[CollectionSpec, ...] = (
+    RESIDENTS,
+    CONVERSATIONS,
+    FEEDBACK,
+    COUNTERS,
+    AUDIT,
+    ACTIVITIES,
+    SIGNUPS,
+    LEDGER,
+    BALANCES,
+    CATALOGUE,
+    REDEMPTIONS,
+)

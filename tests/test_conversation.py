@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from bot.simulator import reply_text
 from bot.wechat.fake_api import FakeWeChatAPI
@@ -12,12 +13,20 @@ from handlers.feedback import ASK, ASK_CONFIRM, DROPPED
 from tests.conftest import FakeClock, Harness
 
 
+def menu_number(menu: str, label: str) -> str:
+    """The number the menu shows before ``label`` (flows add entries; tests follow the menu)."""
+    found = re.search(rf"^(\d+)\. {label}", menu, re.MULTILINE)
+    assert found, menu
+    return found.group(1)
+
+
 async def test_a_new_follower_is_welcomed_with_the_numbered_menu(harness: Harness) -> None:
     resident = harness.resident()
     reply = await resident.event("subscribe", EventKey="")
     assert reply is not None
     assert reply.startswith(WELCOME)
-    assert "1. 给社区留言" in reply
+    for label in ("志愿活动报名", "我的报名", "我的积分", "积分兑换", "给社区留言"):
+        assert label in reply
     assert "回复“帮助”随时查看本菜单" in reply
 
 
@@ -25,14 +34,15 @@ async def test_help_and_menu_answer_at_any_time_even_inside_a_flow(harness: Harn
     resident = harness.resident()
     assert await resident.say("留言") == ASK
     menu = await resident.say("帮助")
-    assert menu is not None and "1. 给社区留言" in menu
+    assert menu is not None and "给社区留言（也可回复“留言”）" in menu
     assert await resident.say("菜单") == menu
 
 
 async def test_a_resident_leaves_a_message_for_the_office_in_two_steps(harness: Harness) -> None:
     resident = harness.resident()
-    await resident.event("subscribe", EventKey="")
-    assert await resident.say("1") == ASK  # menu number 1 starts 留言
+    welcome = await resident.event("subscribe", EventKey="")
+    assert welcome is not None
+    assert await resident.say(menu_number(welcome, "给社区留言")) == ASK
     confirm = await resident.say("巷子口的路灯坏了三天了")
     assert confirm is not None
     assert "“巷子口的路灯坏了三天了”" in confirm and "1. 确认提交" in confirm
@@ -52,7 +62,9 @@ async def test_cancel_leaves_any_flow_and_nothing_is_saved(harness: Harness) -> 
     reply = await resident.say("取消")
     assert reply is not None and reply.startswith("已退出当前操作。")
     # The next number is a menu choice again, not a confirmation of the dropped message.
-    assert await resident.say("1") == ASK
+    menu = await resident.say("菜单")
+    assert menu is not None
+    assert await resident.say(menu_number(menu, "给社区留言")) == ASK
     assert await resident.say("取消") is not None
     nothing = await resident.say("取消")
     assert nothing is not None and nothing.startswith("当前没有进行中的操作。")
@@ -69,19 +81,19 @@ async def test_an_unknown_text_gets_a_short_hint_and_the_menu(harness: Harness) 
     reply = await harness.resident().say("今天天气怎么样")
     assert reply is not None
     assert reply.startswith("抱歉，没看懂“今天天气怎么样”。")
-    assert "1. 给社区留言" in reply
+    assert "1. 志愿活动报名" in reply and "给社区留言" in reply
 
 
 async def test_a_greeting_is_answered_with_a_greeting_and_the_menu(harness: Harness) -> None:
     reply = await harness.resident().send("voice", MediaId="v", Format="amr", Recognition="你好。")
-    assert reply is not None and reply.startswith(GREETING) and "1. 给社区留言" in reply
+    assert reply is not None and reply.startswith(GREETING) and "1. 志愿活动报名" in reply
 
 
 async def test_a_number_outside_the_menu_is_explained(harness: Harness) -> None:
     resident = harness.resident()
     await resident.say("菜单")
     reply = await resident.say("9")
-    assert reply is not None and reply.startswith("没有第9项，请回复 1–1 之间的数字。")
+    assert reply is not None and reply.startswith("没有第9项，请回复 1–5 之间的数字。")
 
 
 async def test_voice_with_recognition_is_handled_as_the_recognised_text(harness: Harness) -> None:
@@ -100,8 +112,9 @@ async def test_voice_without_recognition_asks_to_repeat(harness: Harness) -> Non
 
 async def test_full_width_digits_choose_from_the_menu(harness: Harness) -> None:
     resident = harness.resident()
-    await resident.say("菜单")
-    assert await resident.say("１") == ASK
+    menu = await resident.say("菜单") or ""
+    full_width = chr(ord("０") + int(menu_number(menu, "给社区留言")))
+    assert await resident.say(full_width) == ASK
 
 
 async def test_scanning_an_unknown_code_is_explained(harness: Harness) -> None:
@@ -124,13 +137,14 @@ async def test_a_flow_survives_a_server_restart(harness: Harness) -> None:
 
 async def test_a_stale_flow_expires_with_a_message(harness: Harness, clock: FakeClock) -> None:
     resident = harness.resident()
+    number = menu_number(await resident.say("菜单") or "", "给社区留言")
     await resident.say("留言")
     await resident.say("路面有坑")
     clock.advance(11 * 60)
-    reply = await resident.say("1")
+    reply = await resident.say(number)
     assert reply is not None
     assert reply.startswith("您上次的操作超过10分钟没有完成，已自动结束。")
-    # The "1" did not confirm the stale message: it picked menu item 1 afresh.
+    # The number did not confirm the stale message: it picked that menu item afresh.
     assert reply.endswith(ASK)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from bot.conversation.context import Context
 from bot.conversation.router import Router
 from bot.coordination.base import UserLock
+from bot.redact import mask
 from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import Reply, TextReply
@@ -25,11 +26,6 @@ QUIET_PREFIX = "menu:"
 
 def expiry_notice(minutes: float) -> str:
     return f"您上次的操作超过{minutes:g}分钟没有完成，已自动结束。"
-
-
-def mask(openid: str) -> str:
-    """Enough of an openid to follow one resident through the logs, not to identify them."""
-    return f"{openid[:4]}…{openid[-3:]}" if len(openid) > 8 else "…"
 
 
 class Engine:

@@ -1,0 +1,41 @@
+"""The jobs the scheduler runs, registered when this process becomes the leader."""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.config import Config
+from bot.errors import BotError
+from bot.services import Services
+
+log = logging.getLogger("schedules.jobs")
+
+
+async def volunteer_upkeep(services: Services) -> None:
+    """Send the reminders that are due; finish redemptions a crash left pending."""
+    try:
+        reminded = await services.volunteers.send_due_reminders()
+        settled = await services.points.resume()
+    except BotError as exc:
+        log.error("volunteer upkeep failed, will try again at the next run: %s", exc)
+        return
+    if reminded or settled:
+        log.info(
+            "volunteer upkeep: %s activities reminded, %s redemptions settled", reminded, settled
+        )
+
+
+def setup(scheduler: AsyncIOScheduler, services: Services, config: Config) -> None:
+    scheduler.add_job(
+        volunteer_upkeep,
+        "interval",
+        seconds=config.volunteer.reminder_check_seconds,
+        args=(services,),
+        id="volunteer-upkeep",
+        replace_existing=True,
+        # A missed tick is simply the next tick: never run a backlog of them.
+        misfire_grace_time=None,
+        coalesce=True,
+    )
