@@ -5,8 +5,8 @@ and carries the balance after it. Inserting ``seq + 1`` is the one atomic step o
 a posting: two concurrent postings to one account race for the same key, one
 wins, the other re-reads and tries again against the new balance, so a floor
 (never below zero) holds under any concurrency, in any number of processes.
-The entry's ``idem`` field has a unique index, so the same operation (a check-in,
-a redemption) posts once however often it is retried.
+The entry's ``(account, idem)`` pair has a unique index, so the same operation (a
+check-in, a redemption) posts once to each account however often it is retried.
 
 ``balances`` holds each account's last ``seq`` and balance as a cache. It is
 written after the entry, so a crash between the two leaves it behind; every read
@@ -94,8 +94,8 @@ class LedgerRepo:
         self._entries = store.collection("ledger")
         self._heads = store.collection("balances")
 
-    async def by_idem(self, idem: str) -> Entry | None:
-        found = await self._entries.find("by_idem", (idem,), limit=1)
+    async def by_idem(self, account: str, idem: str) -> Entry | None:
+        found = await self._entries.find("by_idem", (account, idem), limit=1)
         return _entry(found[0]) if found else None
 
     async def head(self, account: str) -> Head:
@@ -127,7 +127,7 @@ class LedgerRepo:
 
         ``floor=None`` allows any balance (a correction staff make knowingly).
         """
-        earlier = await self.by_idem(idem)
+        earlier = await self.by_idem(account, idem)
         if earlier is not None:
             return Posting(earlier, False)
         for _ in range(MAX_UPDATE_ATTEMPTS):
@@ -153,7 +153,7 @@ class LedgerRepo:
             except ConflictError:
                 # Either another posting took this seq (try again on the new head),
                 # or this very operation has just been posted by someone else.
-                earlier = await self.by_idem(idem)
+                earlier = await self.by_idem(account, idem)
                 if earlier is not None:
                     return Posting(earlier, False)
                 continue

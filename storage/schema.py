@@ -44,10 +44,11 @@ SIGNUPS = CollectionSpec(
 
 LEDGER = CollectionSpec(
     "ledger",
-    indexes=(IndexSpec("by_idem", ("idem",), unique=True),),
+    indexes=(IndexSpec("by_idem", ("account", "idem"), unique=True),),
 )
-"""Key: ``account:seq`` (seq zero-padded, per account). Data: amount, balance after it, idem
-(unique: an operation posts once), reason, kind, by, at. Append-only: never updated."""
+"""Key: ``account:seq`` (seq zero-padded, per account). Data: account, amount, balance after
+it, idem (unique per account: an operation posts once to each account it touches), reason,
+kind, by, at. Append-only: never updated."""
 
 BALANCES = CollectionSpec("balances")
 """Key: account (``pts:<openid>``, ``stock:<item>``). Data: seq, balance: a cache of the

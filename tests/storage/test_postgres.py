@@ -317,6 +317,26 @@ def synthetic(collection: str, n: int) -> dict[str, Any]:
             "detail": {},
             "at": n,
         },
+        "activities": {
+            "number": n,
+            "title": "夜跑",
+            # Most activities are past; a few dozen are open at any time.
+            "status": "open" if n % 500 == 0 else ("done", "cancelled")[n % 2],
+        },
+        "signups": {"openid": f"o{n % 5000}", "activity": n % 300, "status": "confirmed"},
+        "ledger": {
+            "account": f"pts:o{n % 5000}",
+            "seq": n // 5000 + 1,
+            "amount": 10,
+            "balance": 10,
+            "idem": f"checkin:{n}",
+        },
+        "balances": {"seq": 1, "balance": n % 300},
+        "catalogue": {"name": "环保袋", "cost": 10, "active": True, "created_at": n},
+        "redemptions": {
+            "openid": f"o{n % 5000}",
+            "state": ("issued", "used", "used", "used", "failed")[n % 5] if n % 1000 else "pending",
+        },
         "items": {
             "owner": f"u{n % 4000}",
             "status": ("open", "done", "wait")[n % 3],
@@ -333,6 +353,9 @@ def sample_value(field: str) -> Any:
     return {
         "subscribed": True,
         "openid": "o17",
+        "account": "pts:o17",
+        "idem": "checkin:17",
+        "state": "pending",
         "owner": "u17",
         "status": "open",
         "email": "17@x",
