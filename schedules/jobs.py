@@ -14,9 +14,10 @@ log = logging.getLogger("schedules.jobs")
 
 
 async def volunteer_upkeep(services: Services) -> None:
-    """Send the reminders that are due; finish redemptions a crash left pending."""
+    """Send the reminders that are due, close finished activities, finish stuck redemptions."""
     try:
         reminded = await services.volunteers.send_due_reminders()
+        await services.volunteers.close_finished()
         settled = await services.points.resume()
     except BotError as exc:
         log.error("volunteer upkeep failed, will try again at the next run: %s", exc)

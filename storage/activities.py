@@ -17,6 +17,7 @@ from storage.contract import Record, Store
 
 OPEN = "open"
 CANCELLED = "cancelled"
+DONE = "done"  # over and closed for check-in: out of the open index, so it stays small
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,3 +327,21 @@ async def test_a_reminder_outside_the_48_hour_window_is_logged_not_lost_silently
     fake_api.fail_next("custom_send", 45015)
     await volunteer_upkeep(harness.app[keys.SERVICES])
     assert any("not delivered" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_finished_activity_is_closed_by_the_scheduler_and_stays_in_the_records(
+    harness: Harness, clock: FakeClock
+) -> None:
+    await create(harness, points=10)
+    await sign_up(harness, "o_li")
+    clock.advance(2 * DAY)
+    await harness.resident("o_li").event("SCAN", EventKey="act:1", Ticket="t")
+    clock.advance(4 * HOUR)
+    await volunteer_upkeep(harness.app[keys.SERVICES])
+    activity = await desk(harness).get(1)
+    assert activity.status == "done" and "o_li" in activity.checked_in
+    scan = await harness.resident("o_wang").event("SCAN", EventKey="act:1", Ticket="t")
+    assert scan is not None and scan.startswith("《夜跑巡逻队》已经结束，不能再签到。")
+    assert [a.number for a in await desk(harness).all()] == [1]
+    standing = await harness.resident("o_li").say("积分")
+    assert standing is not None and standing.startswith("您的志愿积分：10分")

@@ -24,6 +24,7 @@ from bot.redact import mask
 from bot.wechat.client import QR_MAX_EXPIRE_SECONDS, WeChatClient
 from storage.activities import (
     CANCELLED,
+    DONE,
     OPEN,
     Activity,
     ActivityRepo,
@@ -143,7 +144,11 @@ class VolunteerDesk:
 
     async def all(self, *, include_past: bool = True) -> list[Activity]:
         now = self._clock()
-        found = await self._activities.by_status(OPEN) + await self._activities.by_status(CANCELLED)
+        found = [
+            a
+            for status in (OPEN, CANCELLED, DONE)
+            for a in await self._activities.by_status(status)
+        ]
         if not include_past:
             found = [a for a in found if a.ends_at > now]
         return sorted(found, key=lambda a: a.number)
@@ -232,6 +237,8 @@ class VolunteerDesk:
         now = self._clock()
         if activity.cancelled:
             raise Refused(f"《{activity.title}》已取消，无需签到。")
+        if activity.status == DONE:
+            raise Refused(f"《{activity.title}》已经结束，不能再签到。")
         if now < activity.starts_at - CHECKIN_OPENS_BEFORE:
             opens = timefmt.when(activity.starts_at - CHECKIN_OPENS_BEFORE, self.tz)
             raise Refused(f"《{activity.title}》还没到签到时间，{opens}起可以签到。")
@@ -361,6 +368,8 @@ class VolunteerDesk:
             promoted.clear()
             if current.cancelled:
                 raise Refused("活动已取消，不能修改")
+            if current.status == DONE:
+                raise Refused("活动已结束，不能修改")
             if draft.capacity < len(current.members):
                 raise Refused(
                     f"已有{len(current.members)}人报名，名额不能少于{len(current.members)}"
@@ -476,10 +485,8 @@ class VolunteerDesk:
                 return replace(current, reminded_at=now)
 
             try:
-                before, after = await self._activities.change(activity.number, claim)
+                _, after = await self._activities.change(activity.number, claim)
             except _Unchanged:
-                continue
-            if after.reminded_at != now or before.reminded_at is not None:
                 continue
             time = timefmt.span(after.starts_at, after.ends_at, self.tz)
             fields = {"keyword1": after.title, "keyword2": time, "keyword3": after.place}
@@ -501,6 +508,26 @@ class VolunteerDesk:
             )
             done += 1
         return done
+
+    async def close_finished(self) -> int:
+        """Mark activities whose check-in has closed as done; returns how many."""
+        now = self._clock()
+        closed = 0
+        for activity in await self._activities.by_status(OPEN):
+            if activity.ends_at + CHECKIN_CLOSES_AFTER >= now:
+                continue
+
+            def close(current: Activity) -> Activity:
+                if current.status != OPEN:
+                    raise _Unchanged
+                return replace(current, status=DONE)
+
+            try:
+                await self._activities.change(activity.number, close)
+            except _Unchanged:
+                continue
+            closed += 1
+        return closed
 
     # --- helpers ------------------------------------------------------------------
 
