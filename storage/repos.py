@@ -6,6 +6,7 @@ HTTP or flows; every backend serves them through the same contract.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,12 +160,14 @@ class AuditRepo:
 
     def __init__(self, store: Store) -> None:
         self._items = store.collection("audit")
+        self._tiebreak = itertools.count()
 
     async def add(
         self, actor: str, action: str, target: str, detail: Mapping[str, Any], now: float
     ) -> AuditEntry:
-        # Time-ordered keys list the log in order without a shared counter to contend on.
-        entry_id = f"{int(now * 1_000_000):017d}-{secrets.token_hex(4)}"
+        # Time-ordered keys list the log in order without a shared counter to contend on;
+        # the local count orders one process's entries made within one microsecond.
+        entry_id = f"{int(now * 1_000_000):017d}-{next(self._tiebreak):08d}-{secrets.token_hex(4)}"
         doc = {
             "actor": actor,
             "action": action,

@@ -123,7 +123,7 @@ def test_serve_without_config_runs_the_demo_on_the_embedded_store(tmp_path: Path
 
 
 def test_chat_simulator_talks_to_the_real_webhook(tmp_path: Path) -> None:
-    script = "菜单\n1\n门口的路灯坏了\n1\n/voice 帮助。\n/quit\n"
+    script = "菜单\n留言\n门口的路灯坏了\n1\n/voice 帮助。\n/quit\n"
     result = run_bot("chat", "--aes", cwd=tmp_path, stdin=script)
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -62,33 +62,33 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(502, f"微信接口返回错误 {exc.errcode}，请稍后再试")
 
 
-def _operator(request: web.Request) -> str:
+def operator_name(request: web.Request) -> str:
     # One shared token does not say who is calling; staff tools send their user's name.
     name = request.headers.get("X-Operator", "").strip()
     return name[:64] if name else "api"
 
 
-def _int(request: web.Request, name: str, default: int | None) -> int | None:
+def query_int(request: web.Request, name: str, default: int | None) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise Invalid(f"参数 {name} 必须是数字")
     return int(raw)
 
 
-def _limit(request: web.Request) -> int:
-    return min(_int(request, "limit", 50) or 50, MAX_PAGE)
+def page_limit(request: web.Request) -> int:
+    return min(query_int(request, "limit", 50) or 50, MAX_PAGE)
 
 
 def _number(request: web.Request) -> int:
     raw = request.match_info["number"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise NotFound(f"没有编号为 {raw[:16]} 的留言")
     return int(raw)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         data = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -103,9 +103,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def list_feedback(request: web.Request) -> web.Response:
-    limit = _limit(request)
+    limit = page_limit(request)
     items = await request.app[keys.SERVICES].feedback.page(
-        after=_int(request, "after", None), limit=limit
+        after=query_int(request, "after", None), limit=limit
     )
     next_after = items[-1].number if len(items) == limit else None
     return web.json_response({"items": [asdict(i) for i in items], "next": next_after})
@@ -121,24 +121,29 @@ async def get_feedback(request: web.Request) -> web.Response:
 
 async def reply_feedback(request: web.Request) -> web.Response:
     number = _number(request)
-    text = (await _body(request)).get("text")
+    text = (await json_body(request)).get("text")
     if not isinstance(text, str):
         raise Invalid("需要字段 text（回复内容）")
-    saved = await request.app[keys.FEEDBACK_DESK].reply(number, text, actor=_operator(request))
+    saved = await request.app[keys.FEEDBACK_DESK].reply(number, text, actor=operator_name(request))
     return web.json_response(asdict(saved), status=201)
 
 
 async def list_audit(request: web.Request) -> web.Response:
-    limit = _limit(request)
+    limit = page_limit(request)
     entries = await request.app[keys.AUDIT].page(after=request.query.get("after"), limit=limit)
     next_after = entries[-1].id if len(entries) == limit else None
     return web.json_response({"items": [asdict(e) for e in entries], "next": next_after})
 
 
 def setup(app: web.Application) -> None:
+    # Imported here: those routes reuse this module's helpers, so a top-level import
+    # would be circular.
+    from bot.admin import volunteer_routes
+
     app.middlewares.append(guard)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get(f"{PREFIX}/feedback", list_feedback)
     app.router.add_get(f"{PREFIX}/feedback/{{number}}", get_feedback)
     app.router.add_post(f"{PREFIX}/feedback/{{number}}/replies", reply_feedback)
     app.router.add_get(f"{PREFIX}/audit", list_audit)
+    volunteer_routes.setup(app)

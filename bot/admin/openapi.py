@@ -11,10 +11,57 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _path(name: str, kind: str = "integer") -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 200}}
+_ISO = {
+    "type": "string",
+    "description": "ISO 8601 in the community's timezone, e.g. 2026-12-05T19:00+08:00",
+}
+_TIME_IN = {
+    "oneOf": [{"type": "string"}, {"type": "number"}],
+    "description": "ISO 8601 (local time when it has no offset, e.g. 2026-12-05T19:00) "
+    "or epoch seconds",
+}
+_ACTIVITY_FIELDS = {
+    "title": {"type": "string", "maxLength": 40},
+    "place": {"type": "string", "maxLength": 60},
+    "starts_at": _TIME_IN,
+    "ends_at": _TIME_IN,
+    "capacity": {"type": "integer", "minimum": 1, "maximum": 2000},
+    "points": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 0},
+    "remind_before_hours": {"type": "number", "exclusiveMinimum": 0, "maximum": 720, "default": 24},
+    "description": {"type": "string", "maxLength": 500},
+}
+_NO_ACTIVITY = {"404": _json(_ERROR, "No such activity")}
+_NO_ITEM = {"404": _json(_ERROR, "No such catalogue item")}
+
 _ERRORS = {
     "400": _json(_ERROR, "Malformed request"),
     "401": _json(_ERROR, "Missing or wrong bearer token"),
     "503": _json(_ERROR, "The admin API is disabled ([admin] api_token is empty)"),
+}
+
+_IDEMPOTENCY_FIELD = {
+    "type": "string",
+    "maxLength": 100,
+    "description": "A retried request with the same key counts once (409 if its body differs)",
+}
+_IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "maxLength": 100},
+    "description": "Same as the body's key",
 }
 
 DOCUMENT: dict[str, Any] = {
@@ -91,6 +138,286 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/activities": {
+            "get": {
+                "summary": "Volunteer activities with sign-up, waitlist and check-in counts",
+                "parameters": [
+                    {
+                        "name": "include_past",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": True},
+                        "description": "false: only activities that have not ended",
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": _ref("Activity")}},
+                        },
+                        "Every activity, by number",
+                    ),
+                    **_ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Create an activity and its check-in QR code",
+                "requestBody": _body(_ref("ActivityInput")),
+                "responses": {
+                    "201": _json(_ref("ActivityDetail"), "Created, with its QR code"),
+                    "502": _json(_ERROR, "WeChat did not create the QR code"),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/activities/{number}": {
+            "get": {
+                "summary": "One activity with its roster",
+                "parameters": [_path("number")],
+                "responses": {
+                    "200": _json(_ref("ActivityDetail"), "The activity"),
+                    **_NO_ACTIVITY,
+                    **_ERRORS,
+                },
+            },
+            "patch": {
+                "summary": "Change an activity; more places promote the waitlist (they are told)",
+                "parameters": [_path("number")],
+                "requestBody": _body(_ref("ActivityChanges")),
+                "responses": {
+                    "200": _json(_ref("ActivityDetail"), "Changed"),
+                    **_NO_ACTIVITY,
+                    "409": _json(_ERROR, "Cancelled, or fewer places than sign-ups"),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/activities/{number}/cancel": {
+            "post": {
+                "summary": "Cancel an activity: everyone signed up or waiting is told",
+                "parameters": [_path("number")],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {"reason": {"type": "string", "maxLength": 200}},
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("ActivityDetail"), "Cancelled"),
+                    **_NO_ACTIVITY,
+                    "409": _json(_ERROR, "Already cancelled, or already over"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/activities/{number}/attendance": {
+            "get": {
+                "summary": "The attendance export: one row per person on the roster",
+                "parameters": [
+                    _path("number"),
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"enum": ["csv", "json"], "default": "csv"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "CSV (UTF-8 with a BOM, for Excel) as an attachment, "
+                        "or JSON with format=json",
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "activity": _ref("Activity"),
+                                        "rows": {
+                                            "type": "array",
+                                            "items": _ref("AttendanceRow"),
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                    },
+                    **_NO_ACTIVITY,
+                    **_ERRORS,
+                },
+            }
+        },
+        "/points/{openid}": {
+            "get": {
+                "summary": "A resident's balance and ledger, newest entry first",
+                "parameters": [
+                    _path("openid", "string"),
+                    {"name": "skip", "in": "query", "schema": {"type": "integer"}},
+                    _LIMIT,
+                ],
+                "responses": {"200": _json(_ref("LedgerPage"), "A page"), **_ERRORS},
+            }
+        },
+        "/points/{openid}/entries": {
+            "post": {
+                "summary": "Award (amount > 0) or correct (amount < 0): always a new entry",
+                "parameters": [
+                    _path("openid", "string"),
+                    _IDEMPOTENCY_HEADER,
+                ],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["amount", "reason"],
+                        "properties": {
+                            "amount": {"type": "integer", "minimum": -10000, "maximum": 10000},
+                            "reason": {"type": "string", "maxLength": 100},
+                            "key": _IDEMPOTENCY_FIELD,
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(_ref("Entry"), "Posted"),
+                    "200": _json(_ref("Entry"), "This key had posted already: that entry"),
+                    "409": _json(_ERROR, "The correction would take the balance below zero"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/leaderboard": {
+            "get": {
+                "summary": "Residents by balance, highest first (may lag by up to a minute)",
+                "parameters": [_LIMIT],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "items": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "rank": {"type": "integer"},
+                                            "openid": {"type": "string"},
+                                            "balance": {"type": "integer"},
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                        "The leaderboard",
+                    ),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/catalogue": {
+            "get": {
+                "summary": "Every item residents can redeem points for, with stock",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": _ref("Item")}},
+                        },
+                        "The catalogue",
+                    ),
+                    **_ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Add an item",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["name", "cost", "stock"],
+                        "properties": {
+                            "name": {"type": "string", "maxLength": 30},
+                            "cost": {"type": "integer", "minimum": 1, "maximum": 10000},
+                            "stock": {"type": "integer", "minimum": 0, "maximum": 100000},
+                        },
+                    }
+                ),
+                "responses": {"201": _json(_ref("Item"), "Added"), **_ERRORS},
+            },
+        },
+        "/catalogue/{number}": {
+            "patch": {
+                "summary": "Rename, re-price, or take an item off (active: false) or back on",
+                "parameters": [_path("number")],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "maxLength": 30},
+                            "cost": {"type": "integer", "minimum": 1, "maximum": 10000},
+                            "active": {"type": "boolean"},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(_ref("Item"), "Changed"), **_NO_ITEM, **_ERRORS},
+            }
+        },
+        "/catalogue/{number}/stock": {
+            "post": {
+                "summary": "Add stock (amount > 0) or take some off (amount < 0)",
+                "parameters": [_path("number"), _IDEMPOTENCY_HEADER],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["amount", "reason"],
+                        "properties": {
+                            "amount": {"type": "integer"},
+                            "reason": {"type": "string", "maxLength": 100},
+                            "key": _IDEMPOTENCY_FIELD,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("Item"), "The item with its new stock"),
+                    **_NO_ITEM,
+                    "409": _json(_ERROR, "The stock would fall below zero"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/redemptions": {
+            "get": {
+                "summary": "Vouchers in one state (issued: waiting for staff to hand the item over)",
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {
+                            "enum": ["issued", "used", "failed", "pending"],
+                            "default": "issued",
+                        },
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": _ref("Redemption")}},
+                        },
+                        "The vouchers",
+                    ),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/redemptions/{code}/confirm": {
+            "post": {
+                "summary": "Hand the item over against the voucher code (once)",
+                "parameters": [_path("code", "string")],
+                "responses": {
+                    "200": _json(_ref("Redemption"), "Confirmed"),
+                    "404": _json(_ERROR, "No such voucher code"),
+                    "409": _json(_ERROR, "Used already, or not issued"),
+                    **_ERRORS,
+                },
+            }
+        },
         "/audit": {
             "get": {
                 "summary": "Every admin change, oldest first",
@@ -134,6 +461,140 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Feedback"}},
                     "next": {"type": ["integer", "null"]},
+                },
+            },
+            "ActivityInput": {
+                "type": "object",
+                "required": ["title", "place", "starts_at", "ends_at", "capacity"],
+                "properties": _ACTIVITY_FIELDS,
+            },
+            "ActivityChanges": {
+                "type": "object",
+                "description": "Any of the fields of ActivityInput; the rest stay as they are",
+                "properties": _ACTIVITY_FIELDS,
+            },
+            "Activity": {
+                "type": "object",
+                "properties": {
+                    "number": {"type": "integer"},
+                    "title": {"type": "string"},
+                    "place": {"type": "string"},
+                    "description": {"type": "string"},
+                    "starts_at": _ISO,
+                    "ends_at": _ISO,
+                    "capacity": {"type": "integer"},
+                    "points": {"type": "integer"},
+                    "remind_before_hours": {"type": "number"},
+                    "status": {
+                        "enum": ["open", "cancelled", "done"],
+                        "description": "done: over and closed for check-in",
+                    },
+                    "cancel_reason": {"type": "string"},
+                    "signed_up": {"type": "integer"},
+                    "waitlist": {"type": "integer", "description": "How many are waiting"},
+                    "checked_in": {"type": "integer"},
+                    "places_left": {"type": "integer"},
+                    "reminded_at": {"type": ["string", "null"]},
+                    "created_at": _ISO,
+                    "created_by": {"type": "string"},
+                    "qr": {
+                        "type": ["object", "null"],
+                        "description": "The check-in QR code (show it at the activity)",
+                        "properties": {
+                            "ticket": {"type": "string"},
+                            "url": {"type": "string"},
+                            "scene": {"type": "string"},
+                            "expires_at": {
+                                "type": ["string", "null"],
+                                "description": "null: a permanent code",
+                            },
+                        },
+                    },
+                },
+            },
+            "ActivityDetail": {
+                "allOf": [
+                    _ref("Activity"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "roster": {
+                                "type": "object",
+                                "properties": {
+                                    "members": {"type": "array", "items": {"type": "string"}},
+                                    "waitlist": {"type": "array", "items": {"type": "string"}},
+                                    "checked_in": {
+                                        "type": "object",
+                                        "additionalProperties": _ISO,
+                                        "description": "openid → when they checked in",
+                                    },
+                                },
+                            }
+                        },
+                    },
+                ]
+            },
+            "AttendanceRow": {
+                "type": "object",
+                "properties": {
+                    "openid": {"type": "string"},
+                    "status": {"type": "string", "description": "confirmed, or waitlisted #n"},
+                    "checked_in": {"type": "boolean"},
+                    "checked_in_at": {"type": "string"},
+                    "points": {"type": "integer"},
+                },
+            },
+            "Entry": {
+                "type": "object",
+                "properties": {
+                    "openid": {"type": "string"},
+                    "seq": {"type": "integer"},
+                    "amount": {"type": "integer"},
+                    "balance": {"type": "integer", "description": "The balance after it"},
+                    "kind": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "by": {"type": "string"},
+                    "at": _ISO,
+                    "ref": {"type": ["string", "null"]},
+                },
+            },
+            "LedgerPage": {
+                "type": "object",
+                "properties": {
+                    "openid": {"type": "string"},
+                    "balance": {"type": "integer"},
+                    "total": {"type": "integer", "description": "How many entries in all"},
+                    "items": {"type": "array", "items": _ref("Entry")},
+                    "next": {
+                        "type": ["integer", "null"],
+                        "description": "skip for the next page",
+                    },
+                },
+            },
+            "Item": {
+                "type": "object",
+                "properties": {
+                    "number": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "cost": {"type": "integer"},
+                    "active": {"type": "boolean"},
+                    "stock": {"type": "integer"},
+                    "created_at": _ISO,
+                },
+            },
+            "Redemption": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "openid": {"type": "string"},
+                    "item": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "cost": {"type": "integer"},
+                    "state": {"enum": ["pending", "issued", "used", "failed"]},
+                    "note": {"type": "string"},
+                    "confirmed_by": {"type": "string"},
+                    "created_at": _ISO,
+                    "updated_at": _ISO,
                 },
             },
             "AuditPage": {

@@ -166,6 +166,8 @@ class PointsDesk:
             at=self._clock(),
             ref=f"activity/{activity}",
         )
+        if posting.created:
+            self.leaderboard.invalidate()
         return posting.entry
 
     # --- staff --------------------------------------------------------------------
@@ -195,6 +197,8 @@ class PointsDesk:
             )
         except BelowFloor as exc:
             raise Refused(f"该居民现有{exc.head.balance}积分，更正{amount}后会变成负数") from None
+        if not posting.created and (posting.entry.amount, posting.entry.reason) != (amount, reason):
+            raise Refused("这个幂等键已用于另一笔积分调整，请换一个键")
         if posting.created:
             await self._audit.add(
                 actor,
@@ -245,10 +249,16 @@ class PointsDesk:
         cost: int | None = None,
         active: bool | None = None,
     ) -> StockedItem:
-        if name is not None and (not name.strip() or len(name.strip()) > 30):
+        if name is not None and (
+            not isinstance(name, str) or not name.strip() or len(name.strip()) > 30
+        ):
             raise Invalid("name 必须是1到30个字")
-        if cost is not None and (isinstance(cost, bool) or not 1 <= cost <= MAX_AWARD):
+        if cost is not None and (
+            isinstance(cost, bool) or not isinstance(cost, int) or not 1 <= cost <= MAX_AWARD
+        ):
             raise Invalid(f"cost 必须是1到{MAX_AWARD}之间的整数")
+        if active is not None and not isinstance(active, bool):
+            raise Invalid("active 必须是 true 或 false")
 
         def apply(item: Item) -> Item:
             return replace(
@@ -270,17 +280,20 @@ class PointsDesk:
         )
         return StockedItem(item, await self._stock(number))
 
-    async def restock(self, number: int, amount: int, reason: str, *, actor: str) -> StockedItem:
+    async def restock(
+        self, number: int, amount: int, reason: str, *, actor: str, key: str | None = None
+    ) -> StockedItem:
+        """Add (or, negative, take away) stock; ``key`` makes a retried request count once."""
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
             raise Invalid("amount 必须是非零整数（正数为补货，负数为减少）")
         reason = _reason(reason)
         item = await self._item(number)
         now = self._clock()
         try:
-            await self._ledger.post(
+            posting = await self._ledger.post(
                 STOCK + str(number),
                 amount,
-                idem=f"stock:{number}:{secrets.token_hex(8)}",
+                idem=f"admin:{key}" if key else f"admin:{secrets.token_hex(12)}",
                 kind="restock" if amount > 0 else "stock-correction",
                 reason=reason,
                 by=actor,
@@ -288,6 +301,10 @@ class PointsDesk:
             )
         except BelowFloor as exc:
             raise Refused(f"库存只有{exc.head.balance}件，不能减少{-amount}件") from None
+        if not posting.created:
+            if (posting.entry.amount, posting.entry.reason) != (amount, reason):
+                raise Refused("这个幂等键已用于另一笔库存调整，请换一个键")
+            return StockedItem(item, await self._stock(number))
         await self._audit.add(
             actor,
             "catalogue.stock",

@@ -256,6 +256,8 @@ class VolunteerDesk:
             if openid in current.members:
                 return replace(current, checked_in=checked_in)
             if current.places_left == 0:
+                if openid in current.waitlist:
+                    raise Refused(f"《{current.title}》名额已满，您还在候补名单上，暂时无法签到。")
                 raise Refused(f"《{current.title}》名额已满，您没有报名，无法签到。")
             return replace(
                 current,
@@ -362,14 +364,20 @@ class VolunteerDesk:
         before = await self.get(number)
         draft = self.draft(body, base=before)
         now = self._clock()
+        if draft.starts_at != before.starts_at and draft.starts_at <= now:
+            raise Invalid("开始时间必须在将来")
         promoted: list[str] = []
 
         def apply(current: Activity) -> Activity:
             promoted.clear()
             if current.cancelled:
                 raise Refused("活动已取消，不能修改")
-            if current.status == DONE:
-                raise Refused("活动已结束，不能修改")
+            if current.status == DONE or current.starts_at <= now:
+                raise Refused("活动已经开始，不能修改")
+            if draft.points != current.points and current.checked_in:
+                # The ledger already holds what was credited; a change now would make
+                # the same activity worth two amounts. Adjust points one by one instead.
+                raise Refused("已有人签到，积分不能再修改；如需补发请用积分调整")
             if draft.capacity < len(current.members):
                 raise Refused(
                     f"已有{len(current.members)}人报名，名额不能少于{len(current.members)}"
