@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,13 +36,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_seconds, free_port  # noqa: E402
+
 from bot.wechat.crypto import MessageCrypto  # noqa: E402
 from bot.wechat.signature import msg_signature, url_signature  # noqa: E402
 
 TOKEN = "benchToken2026"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APP_ID = "wx1234567890abcdef"
-TICK = os.sysconf("SC_CLK_TCK")
 PG_DSN = os.environ.get("GONGZHI_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -54,32 +54,6 @@ class Run:
     p50_ms: float
     p99_ms: float
     non2xx: int
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (the workers of `--workers N`)."""
-    total = 0.0
-    for p in [pid, *children(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except FileNotFoundError:
-        return []
-    return [int(c) for c in text.split()]
 
 
 def build_requests(path: Path, count: int, *, aes: bool, users: int, first_id: int) -> None:

@@ -10,7 +10,7 @@ from bot.domain.errors import DomainError
 from bot.domain.volunteers import Outcome
 from bot.services import Services
 from bot.wechat.messages import Message
-from bot.wechat.replies import Reply
+from bot.wechat.replies import MAX_TEXT_BYTES, Reply
 from handlers.menu import MainMenu
 from handlers.words import NO, YES
 from storage.activities import Activity
@@ -50,15 +50,20 @@ def build(menu: MainMenu) -> Router[Services]:
             ctx.clear()
             return f"{intro}\n{NONE_OPEN}".strip()
         ctx.clear()
-        ctx.set_state(PICKING, ids=[a.number for a in activities])
-        lines = [intro, LIST_HEAD] if intro else [LIST_HEAD]
+        head = [intro, LIST_HEAD] if intro else [LIST_HEAD]
+        budget = MAX_TEXT_BYTES - len("\n".join([*head, LIST_FOOT]).encode()) - 1
+        items: list[str] = []
         for i, a in enumerate(activities, 1):
             places = f"剩余{a.places_left}个名额" if a.places_left else "已报满，可候补"
-            lines.append(f"{i}. {a.title}")
-            lines.append(f"   {timefmt.span(a.starts_at, a.ends_at, s.volunteers.tz)}｜{a.place}")
-            lines.append(f"   {places}｜{a.points}积分")
-        lines.append(LIST_FOOT)
-        return "\n".join(lines)
+            when = timefmt.span(a.starts_at, a.ends_at, s.volunteers.tz)
+            item = f"{i}. {a.title}\n   {when}｜{a.place}\n   {places}｜{a.points}积分"
+            # A reply over WeChat's 2048 bytes would be cut mid-list: show fewer, whole.
+            budget -= len(item.encode()) + 1
+            if budget < 0 and items:
+                break
+            items.append(item)
+        ctx.set_state(PICKING, ids=[a.number for a in activities[: len(items)]])
+        return "\n".join([*head, *items, LIST_FOOT])
 
     @router.on(Text("报名", "志愿者", "志愿活动", "志愿服务"))
     async def start(msg: Message, ctx: Context, s: Services) -> Reply | str | None:

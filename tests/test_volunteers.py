@@ -345,3 +345,29 @@ async def test_a_finished_activity_is_closed_by_the_scheduler_and_stays_in_the_r
     assert [a.number for a in await desk(harness).all()] == [1]
     standing = await harness.resident("o_li").say("积分")
     assert standing is not None and standing.startswith("您的志愿积分：10分")
+
+
+async def test_a_long_list_shows_fewer_activities_whole_rather_than_a_cut_reply(
+    harness: Harness,
+) -> None:
+    for n in range(9):
+        await create(
+            harness,
+            title=f"第{n + 1}期" + "社区环境整治与垃圾分类宣传志愿服务活动"[: 40 - 4],
+            place="清源社区南门广场东侧便民服务中心二楼多功能活动室" + "旁" * 30,
+            starts_at=at(harness.clock, DAY + n * 3 * HOUR),
+            ends_at=at(harness.clock, DAY + n * 3 * HOUR + 2 * HOUR),
+        )
+    resident = harness.resident()
+    listing = await resident.say("报名")
+    assert listing is not None and len(listing.encode()) <= 2048
+    assert listing.endswith("回复“取消”退出。") and "内容过长" not in listing
+    shown = [line for line in listing.splitlines() if line[:2].rstrip(".").isdigit()]
+    assert 1 <= len(shown) < 9
+    # The last one shown can be picked; one past it is out of range.
+    assert "《第" in (await resident.say(str(len(shown))) or "")
+    await resident.say("2")
+    await resident.say("报名")
+    assert (await resident.say(str(len(shown) + 1))) == (
+        f"没有第{len(shown) + 1}项，请回复 1–{len(shown)} 之间的序号。"
+    )
