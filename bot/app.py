@@ -6,7 +6,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -20,9 +21,13 @@ from bot.conversation.engine import Engine
 from bot.conversation.router import Router
 from bot.coordination.base import LockTimeout
 from bot.delivery import HandleFn, RetryGuard, SendFn
+from bot.domain.alerts import AlertDesk, RobotSend
 from bot.domain.feedback import FeedbackDesk
+from bot.domain.grids import GridDirectory
+from bot.domain.media import PhotoKeeper
 from bot.domain.notify import Notifier
 from bot.domain.points import PointsDesk
+from bot.domain.reports import ReportDesk
 from bot.domain.volunteers import VolunteerDesk
 from bot.errors import BotError
 from bot.metrics import Metrics
@@ -33,11 +38,13 @@ from bot.wechat.client import WeChatClient
 from bot.wechat.crypto import MessageCrypto
 from bot.wechat.messages import Message
 from bot.wechat.replies import ArticlesReply, Reply, TextReply, fit_text
+from bot.wechat.wecom import send_robot_message
 from handlers import build_router
 from schedules import jobs
 from schedules.runner import SchedulerService
 from storage.activities import ActivityRepo, CatalogueRepo, RedemptionRepo, SignUpRepo
 from storage.ledger import LedgerRepo
+from storage.reports import AlertRepo, GridRepo, Photo, ReportRepo
 from storage.repos import AuditRepo, ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
 
 log = logging.getLogger("bot.app")
@@ -89,6 +96,7 @@ def create_app(
     async def wechat_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=config.wechat.api_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
+            app[keys.WECHAT_SESSION] = session
             app[keys.WECHAT] = WeChatClient(
                 session,
                 app_id=config.wechat.app_id,
@@ -128,6 +136,37 @@ def create_app(
             ZoneInfo(config.scheduler.timezone),
             waitlist_max=config.volunteer.waitlist_max,
         )
+        wechat = app[keys.WECHAT]
+        report_repo = ReportRepo(store)
+        tasks = app[keys.TASKS]
+
+        def spawn(job: Awaitable[object], name: str) -> None:
+            tasks.spawn(_logged(job), name=name)
+
+        photos = PhotoKeeper(wechat, report_repo, _media_dir(config), clock)
+
+        async def fetch_photo(number: int, photo: Photo) -> None:
+            spawn(photos.fetch(number, photo), f"photo-{number}")
+
+        reports = ReportDesk(
+            report_repo,
+            sequences,
+            GridDirectory(GridRepo(store), audit, clock),
+            AlertDesk(
+                AlertRepo(store),
+                wechat,
+                _robot_sender(app),
+                clock,
+                template_id=config.reports.alert_template_id,
+                spawn=spawn,
+            ),
+            Notifier(wechat, template_id=config.reports.alert_template_id),
+            audit,
+            config.reports,
+            clock,
+            ZoneInfo(config.scheduler.timezone),
+            fetch_photo=fetch_photo,
+        )
         services = Services(
             config=config,
             clock=clock,
@@ -135,7 +174,9 @@ def create_app(
             feedback=FeedbackRepo(store, sequences),
             volunteers=volunteers,
             points=points,
+            reports=reports,
         )
+        app[keys.PHOTOS] = photos
         engine = Engine(
             router or build_router(),
             ConversationRepo(store),
@@ -166,7 +207,9 @@ def create_app(
         service = SchedulerService(
             app[keys.COORDINATOR].lease("scheduler"),
             timezone=config.scheduler.timezone,
-            setup_jobs=lambda scheduler: jobs.setup(scheduler, app[keys.SERVICES], config),
+            setup_jobs=lambda scheduler: jobs.setup(
+                scheduler, app[keys.SERVICES], config, app[keys.PHOTOS]
+            ),
         )
         app[keys.SCHEDULER] = service
         runner = app[keys.TASKS].spawn(service.run(), name="scheduler-lease")
@@ -213,6 +256,32 @@ def _late_sender(client: WeChatClient) -> SendFn:
             log.warning("a late %s reply for %s cannot be sent", type(reply).__name__, mask(openid))
 
     return send
+
+
+def _media_dir(config: Config) -> Path:
+    if config.reports.media_dir:
+        return Path(config.reports.media_dir)
+    return Path(config.storage.path or "./data") / "media"
+
+
+def _robot_sender(app: web.Application) -> RobotSend:
+    async def send(url: str, text: str) -> None:
+        await send_robot_message(
+            app[keys.WECHAT_SESSION],
+            url,
+            text,
+            timeout=app[keys.CONFIG].wechat.api_timeout,
+            observer=app[keys.METRICS].observe_api_call,
+        )
+
+    return send
+
+
+async def _logged(job: Awaitable[object]) -> None:
+    try:
+        await job
+    except BotError as exc:
+        log.error("background job failed: %s", exc)
 
 
 async def _check_credentials(client: WeChatClient) -> None:

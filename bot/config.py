@@ -94,6 +94,32 @@ class VolunteerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportsConfig:
+    categories: tuple[str, ...] = (
+        "环境卫生",
+        "排水",
+        "车辆停放",
+        "绿化",
+        "治安",
+        "设施损坏",
+        "其他",
+    )
+    # Open reports of the same category this close are offered as "is it one of these?".
+    duplicate_radius_m: float = 100.0
+    # Not accepted within this long: the grid leader, then the community admins, are alerted.
+    accept_within_minutes: int = 120
+    # Not resolved within this many working days (Monday to Friday): the same escalation.
+    resolve_within_working_days: int = 3
+    reopen_days: int = 7
+    # Template for alerts to grid workers; empty: customer-service messages (48 h window).
+    alert_template_id: str = ""
+    # Community admins (openids): may act on every report, and receive the last escalation.
+    admin_openids: tuple[str, ...] = ()
+    # Where report photos fetched from WeChat are kept; empty: <storage path>/media.
+    media_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
 
@@ -109,6 +135,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     volunteer: VolunteerConfig = field(default_factory=VolunteerConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -160,6 +187,10 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
@@ -222,6 +253,16 @@ def validate(config: Config) -> Config:
         raise ConfigError("[volunteer] waitlist_max must be between 1 and 10000")
     if not 5 <= v.reminder_check_seconds <= 3600:
         raise ConfigError("[volunteer] reminder_check_seconds must be between 5 and 3600")
+    r = config.reports
+    if not r.categories or len(r.categories) > 9 or any(not c.strip() for c in r.categories):
+        raise ConfigError("[reports] categories must list 1 to 9 non-empty names")
+    if not 10 <= r.duplicate_radius_m <= 5000:
+        raise ConfigError("[reports] duplicate_radius_m must be between 10 and 5000")
+    if r.accept_within_minutes < 5 or r.resolve_within_working_days < 1 or r.reopen_days < 1:
+        raise ConfigError(
+            "[reports] accept_within_minutes must be at least 5, "
+            "resolve_within_working_days and reopen_days at least 1"
+        )
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[log] level must be DEBUG, INFO, WARNING or ERROR")
     return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from bot.config import Config
@@ -9,6 +10,7 @@ from bot.conversation.engine import Engine
 from bot.coordination.base import Coordinator
 from bot.delivery import RetryGuard
 from bot.domain.feedback import FeedbackDesk
+from bot.domain.media import PhotoKeeper
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.tasks import TaskTracker
@@ -31,3 +33,5 @@ SCHEDULER = web.AppKey("scheduler", SchedulerService)
 SERVICES = web.AppKey("services", Services)
 AUDIT = web.AppKey("audit", AuditRepo)
 FEEDBACK_DESK = web.AppKey("feedback_desk", FeedbackDesk)
+WECHAT_SESSION = web.AppKey("wechat_session", aiohttp.ClientSession)
+PHOTOS = web.AppKey("photos", PhotoKeeper)

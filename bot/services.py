@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.domain.points import PointsDesk
+from bot.domain.reports import ReportDesk
 from bot.domain.volunteers import VolunteerDesk
 from storage.repos import FeedbackRepo, ResidentRepo
 
@@ -19,3 +20,4 @@ class Services:
     feedback: FeedbackRepo
     volunteers: VolunteerDesk
     points: PointsDesk
+    reports: ReportDesk

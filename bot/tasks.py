@@ -28,6 +28,18 @@ class TaskTracker:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
+    async def wait_idle(self, timeout: float, *, besides: tuple[str, ...] = ()) -> bool:
+        """Wait until no task runs but those named in ``besides`` (long-lived loops),
+        including tasks started meanwhile; False if ``timeout`` passed first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while running := {t for t in self._tasks if t.get_name() not in besides}:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait(running, timeout=left)
+        return True
+
     async def close(self, timeout: float) -> None:
         """Let running tasks finish for up to ``timeout`` seconds, then cancel the rest."""
         if not self._tasks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.conversation.router import Router
 from bot.services import Services
-from handlers import basics, checkin, fallback, feedback, points, volunteer
+from handlers import basics, checkin, fallback, feedback, gridwork, points, reports, volunteer
 from handlers.menu import MainMenu
 
 
@@ -22,6 +22,8 @@ def build_router() -> Router[Services]:
         basics.build(menu),
         volunteer.build(menu),
         points.build(menu),
+        reports.build(menu),
+        gridwork.build(menu),
         feedback.build(menu),
         fallback.build(menu),
     )

@@ -7,6 +7,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.config import Config
+from bot.domain.media import PhotoKeeper
 from bot.errors import BotError
 from bot.services import Services
 
@@ -28,7 +29,29 @@ async def volunteer_upkeep(services: Services) -> None:
         )
 
 
-def setup(scheduler: AsyncIOScheduler, services: Services, config: Config) -> None:
+async def report_upkeep(services: Services, photos: PhotoKeeper) -> None:
+    """Retry undelivered alerts, escalate overdue reports, keep photos WeChat still holds."""
+    try:
+        await services.reports.escalate_due()
+        await services.reports.alerts.deliver_due()
+        await photos.fetch_missing()
+    except BotError as exc:
+        log.error("report upkeep failed, will try again at the next run: %s", exc)
+
+
+def setup(
+    scheduler: AsyncIOScheduler, services: Services, config: Config, photos: PhotoKeeper
+) -> None:
+    scheduler.add_job(
+        report_upkeep,
+        "interval",
+        seconds=60,
+        args=(services, photos),
+        id="report-upkeep",
+        replace_existing=True,
+        misfire_grace_time=None,
+        coalesce=True,
+    )
     scheduler.add_job(
         volunteer_upkeep,
         "interval",

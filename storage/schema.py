@@ -63,6 +63,28 @@ REDEMPTIONS = CollectionSpec(
 )
 """Key: voucher code. Data: openid, item, cost, state (pending/issued/used/failed), times."""
 
+REPORTS = CollectionSpec(
+    "reports",
+    indexes=(
+        IndexSpec("by_reporter", ("reporter",)),
+        IndexSpec("by_state", ("state",)),
+        IndexSpec("by_grid_state", ("grid", "state")),
+        IndexSpec("by_category_state", ("category", "state")),
+    ),
+)
+"""Key: zero-padded report number. Data: the report (报事) with its whole history of
+transitions, each applied by one compare-and-set, so a retried transition applies once."""
+
+FOLLOWS = CollectionSpec("follows", indexes=(IndexSpec("by_openid", ("openid",)),))
+"""Key: ``openid:report``. Data: openid, report, at (a resident following another's report)."""
+
+GRIDS = CollectionSpec("grids")
+"""Key: grid id. Data: name, area (GeoJSON MultiPolygon), workers, leader, wecom_url."""
+
+ALERTS = CollectionSpec("alerts", indexes=(IndexSpec("by_state", ("state",)),))
+"""Key: ``report:event:channel:recipient``, so one transition alerts each recipient once.
+Data: the message, state (pending/sent/failed), attempts, next_at, last_error."""
+
 SCHEMA: tuple[CollectionSpec, ...] = (
     RESIDENTS,
     CONVERSATIONS,
@@ -75,4 +97,8 @@ SCHEMA: tuple[CollectionSpec, ...] = (
     BALANCES,
     CATALOGUE,
     REDEMPTIONS,
+    REPORTS,
+    FOLLOWS,
+    GRIDS,
+    ALERTS,
 )

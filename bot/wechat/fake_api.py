@@ -27,6 +27,20 @@ Modelled behaviour worth knowing (from the docs unless marked *assumed*):
   follower.
 * Default error messages end in `` rid: ...`` as WeChat's do, so callers
   cannot depend on exact message text.
+* The WeCom group-robot webhook (``POST /cgi-bin/webhook/send?key=KEY``, api
+  label ``wecom_robot``; really on qyapi.weixin.qq.com, served here beside the
+  rest) takes ``text`` (content up to 2048 bytes) and ``markdown`` (up to 4096
+  bytes, the WeCom doc's figure) messages, answers ``{"errcode":0,"errmsg":"ok"}``
+  and records them (:meth:`FakeWeChatAPI.robot_messages`). It needs no access
+  token. At most 20 messages per key in any 60 s of the fake's clock, 45009
+  beyond; only accepted messages count (*assumed*: WeCom does not say whether
+  its minute is sliding or fixed, sliding is the stricter). A missing key
+  answers 93000. Keys work like followers: with no robot registered by
+  :meth:`FakeWeChatAPI.add_robot`, any key is a robot (so a test needs no set-up);
+  once one is registered, other keys answer 93000, as does a key given to
+  :meth:`FakeWeChatAPI.remove_robot`. Other message types answer 40008; a content
+  over its limit answers 40058 (*assumed* code). The key is a secret, so
+  :attr:`FakeWeChatAPI.calls` records it as ``***``.
 """
 
 from __future__ import annotations
@@ -63,9 +77,10 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "media_get": ("GET", "/cgi-bin/media/get"),
     "user_info": ("GET", "/cgi-bin/user/info"),
     "media_video": ("GET", "/fake-cdn/video/{media_id}"),  # where video_url points
+    "wecom_robot": ("POST", "/cgi-bin/webhook/send"),  # WeCom group robot (qyapi host)
 }
 _TOKEN_APIS = frozenset({"token", "stable_token"})
-_UNAUTHENTICATED_APIS = _TOKEN_APIS | {"media_video"}
+_UNAUTHENTICATED_APIS = _TOKEN_APIS | {"media_video", "wecom_robot"}
 
 ERRMSG: dict[int, str] = {
     -1: "system error",
@@ -80,6 +95,7 @@ ERRMSG: dict[int, str] = {
     40037: "invalid template_id",
     40052: "invalid action name",
     40053: "invalid action info, please check document",
+    40058: "invalid Request Parameter",  # WeCom; assumed wording for an over-long content
     40125: "invalid appsecret",
     40130: "invalid openid list size, at least two openid",
     41001: "access_token missing",
@@ -99,6 +115,7 @@ ERRMSG: dict[int, str] = {
     45065: "clientmsgid exist",
     45067: "clientmsgid size out of limit",  # assumed wording; the code is documented
     47001: "data format error",
+    93000: "invalid webhook url",  # WeCom group robot
 }
 RATE_LIMIT_ERRMSG = "api freq out of limit"
 
@@ -112,6 +129,9 @@ QR_MAX_EXPIRE = 2_592_000
 QR_LIMIT_SCENE_MAX = 100_000
 SCENE_STR_MAX = 64
 CLIENTMSGID_MAX_BYTES = 64
+ROBOT_PER_MINUTE = 20  # WeCom: 20 messages a minute per robot
+ROBOT_WINDOW = 60.0
+ROBOT_MAX_BYTES = {"text": 2048, "markdown": 4096}  # content limits per msgtype
 _CUSTOM_MSGTYPES = frozenset(
     {"text", "image", "voice", "video", "music", "news", "mpnews", "mpnewsarticle", "msgmenu"}
     | {"wxcard", "miniprogrampage"}
@@ -130,6 +150,16 @@ class RecordedCall:
     path: str
     query: dict[str, str]
     body: Any
+    at: float
+
+
+@dataclass(frozen=True)
+class RobotMessage:
+    """One message a WeCom group robot accepted."""
+
+    key: str
+    msgtype: str  # "text" or "markdown"
+    content: str
     at: float
 
 
@@ -190,6 +220,11 @@ class _State:
     mass_jobs: dict[str, _MassJob] = field(default_factory=dict)
     qrcodes: dict[str, _QRCodeRecord] = field(default_factory=dict)
     delivered_texts: list[tuple[str, str]] = field(default_factory=list)
+    robots: set[str] = field(default_factory=set)
+    removed_robots: set[str] = field(default_factory=set)
+    robots_known: bool = False
+    robot_sends: dict[str, deque[float]] = field(default_factory=dict)
+    robot_messages: list[RobotMessage] = field(default_factory=list)
     next_id: int = 1_000_001
 
 
@@ -225,6 +260,7 @@ class FakeWeChatAPI:
             "media_get": self._media_get,
             "user_info": self._user_info,
             "media_video": self._media_video,
+            "wecom_robot": self._wecom_robot,
         }
         for api, (_method, path) in ENDPOINTS.items():
             self.app.router.add_route("*", path, self._endpoint(api, handlers[api]))
@@ -283,6 +319,10 @@ class FakeWeChatAPI:
             content for to, content in self._state.delivered_texts if openid is None or to == openid
         ]
 
+    def robot_messages(self, key: str | None = None) -> list[RobotMessage]:
+        """Messages the WeCom robot ``key`` (or any robot) accepted, in order."""
+        return [m for m in self._state.robot_messages if key is None or m.key == key]
+
     @property
     def token_fetches(self) -> int:
         """Calls to /cgi-bin/token and /cgi-bin/stable_token, failed ones included."""
@@ -332,6 +372,19 @@ class FakeWeChatAPI:
         if self._state.followers.pop(openid, None) is not None:
             self._state.former_followers.add(openid)
 
+    def add_robot(self, key: str) -> None:
+        """Register a WeCom robot key; from then on unregistered keys answer 93000."""
+        if not key:
+            raise ValueError("a robot key must not be empty")
+        self._state.robots_known = True
+        self._state.removed_robots.discard(key)
+        self._state.robots.add(key)
+
+    def remove_robot(self, key: str) -> None:
+        """The robot was removed from its group: its key answers 93000 from now on."""
+        self._state.robots.discard(key)
+        self._state.removed_robots.add(key)
+
     def expire_tokens(self) -> None:
         """Make every token issued so far answer 42001 (as if its 2 hours ran out)."""
         now = self._clock()
@@ -348,9 +401,10 @@ class FakeWeChatAPI:
         async def handle(request: web.Request) -> web.StreamResponse:
             query = dict(request.query)
             body, body_errcode = await self._read_body(request) if method == "POST" else (None, 0)
+            shown_query = {**query, "key": "***"} if "key" in query else query  # robot key
             self.calls.append(
                 RecordedCall(
-                    api, request.path, self._scrub(query), self._scrub(body), self._clock()
+                    api, request.path, self._scrub(shown_query), self._scrub(body), self._clock()
                 )
             )
             delay = self._state.delays.get(api, 0.0)
@@ -601,6 +655,40 @@ class FakeWeChatAPI:
                 "msg_data_id": self._new_id(),
             }
         )
+
+    async def _wecom_robot(
+        self, request: web.Request, query: dict[str, str], body: Any
+    ) -> web.Response:
+        key = query.get("key", "")
+        state = self._state
+        if (
+            not key
+            or key in state.removed_robots
+            or (state.robots_known and key not in state.robots)
+        ):
+            return self._error(93000)
+        if not isinstance(body, dict):
+            return self._error(47001)
+        msgtype = body.get("msgtype")
+        if not isinstance(msgtype, str) or msgtype not in ROBOT_MAX_BYTES:
+            return self._error(40008)
+        message = body.get(msgtype)
+        if not isinstance(message, dict):
+            return self._error(47001)
+        content = message.get("content")
+        if not isinstance(content, str) or not content:
+            return self._error(44004)
+        if len(content.encode("utf-8", "surrogatepass")) > ROBOT_MAX_BYTES[msgtype]:
+            return self._error(40058)
+        now = self._clock()
+        sends = state.robot_sends.setdefault(key, deque())
+        while sends and now - sends[0] >= ROBOT_WINDOW:
+            sends.popleft()
+        if len(sends) >= ROBOT_PER_MINUTE:
+            return self._error(45009, RATE_LIMIT_ERRMSG)
+        sends.append(now)
+        state.robot_messages.append(RobotMessage(key, msgtype, content, now))
+        return _json({"errcode": 0, "errmsg": "ok"})
 
     # -- QR codes, media, users -----------------------------------------------------
     async def _qrcode_create(

@@ -337,6 +337,19 @@ def synthetic(collection: str, n: int) -> dict[str, Any]:
             "openid": f"o{n % 5000}",
             "state": ("issued", "used", "used", "used", "failed")[n % 5] if n % 1000 else "pending",
         },
+        "reports": {
+            "number": n,
+            "reporter": f"o{n % 5000}",
+            # Most reports are closed; a few hundred are open at any time.
+            "state": ("reported", "accepted")[n % 2]
+            if n % 100 == 0
+            else ("resolved", "rejected")[n % 2],
+            "grid": f"g{n % 40}",
+            "category": ("环境卫生", "排水", "车辆停放", "绿化", "治安", "设施损坏", "其他")[n % 7],
+        },
+        "follows": {"openid": f"o{n % 5000}", "report": n},
+        "grids": {"name": f"网格{n}", "area": {}, "workers": []},
+        "alerts": {"report": n, "state": "pending" if n % 1000 == 0 else "sent"},
         "items": {
             "owner": f"u{n % 4000}",
             "status": ("open", "done", "wait")[n % 3],
@@ -356,6 +369,9 @@ def sample_value(field: str) -> Any:
         "account": "pts:o17",
         "idem": "checkin:17",
         "state": "pending",
+        "reporter": "o17",
+        "grid": "g17",
+        "category": "排水",
         "owner": "u17",
         "status": "open",
         "email": "17@x",
