@@ -377,3 +377,40 @@ async def test_a_voice_description_and_wrong_inputs_at_each_step(harness: Harnes
     assert confirm == "请回复 1 确认提交，或回复 2 不提交。"
     assert (await resident.say("1") or "").startswith("报事已提交，编号 1")
     assert (await desk(harness).get(1)).text == "楼道里堆满了杂物"
+
+
+async def test_a_grid_with_a_wecom_robot_also_alerts_its_group(
+    harness: Harness, fake_api: FakeWeChatAPI
+) -> None:
+    await with_grids(harness)
+    robot = f"{harness.config.wechat.api_base_url}/cgi-bin/webhook/send?key=ROBOT-WEST"
+    area = {"type": "Polygon", "coordinates": [WEST]}
+    await desk(harness).grids.put(
+        "west",
+        {"name": "一网格", "area": area, "workers": ["o_worker_w1"], "wecom_url": robot},
+        actor="王主任",
+    )
+    await report(harness.resident("o_res_li"))
+    await settled(harness)
+    [message] = fake_api.robot_messages("ROBOT-WEST")
+    assert message.msgtype == "text" and message.content.startswith("【新报事】编号 1")
+    assert len(fake_api.sent_texts("o_worker_w1")) == 1
+
+
+async def test_a_point_in_a_grids_hole_is_not_routed_to_it(harness: Harness) -> None:
+    await with_grids(harness)
+    hole = [
+        [104.0615, 30.6715],
+        [104.0615, 30.6725],
+        [104.0625, 30.6725],
+        [104.0625, 30.6715],
+        [104.0615, 30.6715],
+    ]
+    area = {"type": "Polygon", "coordinates": [WEST, hole]}
+    await desk(harness).grids.put(
+        "west", {"name": "一网格", "area": area, "workers": ["o_worker_w1"]}, actor="王主任"
+    )
+    in_hole = await report(harness.resident("o_res_a"), point=IN_WEST)  # the hole's centre
+    assert in_hole.startswith("报事已提交，编号 1。已转给社区工作人员")
+    in_ring = await report(harness.resident("o_res_b"), point=(30.6705, 104.0605), category="1")
+    assert in_ring.startswith("报事已提交，编号 2。已转给“一网格”网格员")
