@@ -15,6 +15,7 @@ from bot.domain.reports import ReportDesk
 from bot.simulator import SimulatedResident, reply_text
 from bot.wechat.fake_api import FakeWeChatAPI
 from schedules.jobs import report_upkeep
+from storage.reports import Report, ReportRepo, Transition
 from tests.conftest import FakeClock, Harness
 
 # Two neighbouring grids of a Chengdu community (GeoJSON: [longitude, latitude]).
@@ -196,7 +197,7 @@ async def test_bad_worker_commands_are_explained(harness: Harness) -> None:
     assert (await desk(harness).get(1)).state == "reported"
 
 
-async def test_a_retried_acceptance_applies_once(harness: Harness) -> None:
+async def test_a_retried_acceptance_applies_once(harness: Harness, fake_api: FakeWeChatAPI) -> None:
     await with_grids(harness)
     await report(harness.resident("o_res_li"))
     worker = harness.resident("o_worker_w1")
@@ -207,6 +208,7 @@ async def test_a_retried_acceptance_applies_once(harness: Harness) -> None:
     assert again is not None and again.startswith("已接单")
     history = (await desk(harness).get(1)).history
     assert [t.action for t in history] == ["filed", "accepted"]
+    assert fake_api.sent_texts("o_res_li") == ["您的报事（编号 1）已有网格员接单处理。"]
 
 
 async def test_nearby_open_reports_are_offered_and_choosing_one_follows_it(
@@ -414,3 +416,30 @@ async def test_a_point_in_a_grids_hole_is_not_routed_to_it(harness: Harness) -> 
     assert in_hole.startswith("报事已提交，编号 1。已转给社区工作人员")
     in_ring = await report(harness.resident("o_res_b"), point=(30.6705, 104.0605), category="1")
     assert in_ring.startswith("报事已提交，编号 2。已转给“一网格”网格员")
+
+
+async def test_a_report_filed_just_before_a_crash_still_alerts_its_grid(
+    harness: Harness, fake_api: FakeWeChatAPI
+) -> None:
+    await with_grids(harness)
+    # As if the process died after storing the report and before queueing its alerts.
+    lat, lng = IN_WEST
+    crashed = Report(
+        number=7,
+        reporter="o_res_li",
+        category="排水",
+        text="井盖松了",
+        created_at=harness.clock.now,
+        grid="west",
+        lat=lat,
+        lng=lng,
+        history=(Transition(harness.clock.now, "o_res_li", "filed", "reported"),),
+    )
+    await ReportRepo(harness.app[keys.STORE]).insert(crashed)
+    services, photos = harness.app[keys.SERVICES], harness.app[keys.PHOTOS]
+    await report_upkeep(services, photos)
+    await report_upkeep(services, photos)
+    await settled(harness)
+    for worker in ("o_worker_w1", "o_worker_w2"):
+        [alert] = fake_api.sent_texts(worker)
+        assert alert.startswith("【新报事】编号 7")

@@ -47,6 +47,7 @@ MAX_PHOTOS = 4
 NEARBY_LIMIT = 5
 STATE_NAMES = {REPORTED: "待受理", ACCEPTED: "处理中", RESOLVED: "已办结", REJECTED: "已退回"}
 _TO = {1: "网格长", 2: "社区管理员"}
+REALERT_WINDOW = 600.0
 DUPLICATE = re.compile(r"^(?:重复|与)\s*#?(\d{1,9})")
 
 FetchPhoto = Callable[[int, Photo], Awaitable[None]]
@@ -273,13 +274,17 @@ class ReportDesk:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
+        applied: list[bool] = []
+
         def apply(current: Report) -> Report:
+            applied.clear()
             if current.state == ACCEPTED:
                 if current.assignee == actor:
                     raise Unchanged
                 raise Refused(f"报事 {number} 已由其他网格员接单")
             if current.state != REPORTED:
                 raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}，不能接单")
+            applied.append(True)
             return replace(
                 current,
                 state=ACCEPTED,
@@ -289,7 +294,7 @@ class ReportDesk:
             )
 
         after = await self._change(report.number, apply)
-        if after.history[-1].action == "accepted" and after.history[-1].at == now:
+        if applied:
             await self._tell_residents(after, f"您的报事（编号 {number}）已有网格员接单处理。")
         return after
 
@@ -298,11 +303,15 @@ class ReportDesk:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
+        applied: list[bool] = []
+
         def apply(current: Report) -> Report:
+            applied.clear()
             if current.state == RESOLVED:
                 raise Unchanged
             if current.state not in OPEN_STATES:
                 raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}")
+            applied.append(True)
             return replace(
                 current,
                 state=RESOLVED,
@@ -313,9 +322,8 @@ class ReportDesk:
                 history=(*current.history, Transition(now, actor, "resolved", RESOLVED, note)),
             )
 
-        before = report.state
         after = await self._change(report.number, apply)
-        if before != RESOLVED:
+        if applied:
             await self._tell_residents(
                 after,
                 f"您的报事（编号 {number}）已办结：{note}\n"
@@ -354,11 +362,15 @@ class ReportDesk:
             if target is None or duplicate_of == number:
                 raise Invalid(f"没有编号为 {duplicate_of} 的报事可以合并")
 
+        applied: list[bool] = []
+
         def apply(current: Report) -> Report:
+            applied.clear()
             if current.state == REJECTED:
                 raise Unchanged
             if current.state not in OPEN_STATES:
                 raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}")
+            applied.append(True)
             return replace(
                 current,
                 state=REJECTED,
@@ -367,9 +379,8 @@ class ReportDesk:
                 history=(*current.history, Transition(now, actor, "rejected", REJECTED, reason)),
             )
 
-        before = report.state
         after = await self._change(report.number, apply)
-        if before != REJECTED:
+        if applied:
             if duplicate_of is not None:
                 for openid in (after.reporter, *after.followers):
                     with contextlib.suppress(Refused):
@@ -391,11 +402,15 @@ class ReportDesk:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
+        applied: list[bool] = []
+
         def apply(current: Report) -> Report:
+            applied.clear()
             if current.grid == target.id:
                 raise Unchanged
             if current.state not in OPEN_STATES:
                 raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}，不能转派")
+            applied.append(True)
             return replace(
                 current,
                 grid=target.id,
@@ -409,7 +424,7 @@ class ReportDesk:
             )
 
         after = await self._change(report.number, apply)
-        if after.grid == target.id and report.grid != target.id:
+        if applied:
             await self._alert_grid(after, f"transfer-{len(after.history)}", "转派来的报事")
         return after
 
@@ -438,6 +453,10 @@ class ReportDesk:
         done = 0
         for state in OPEN_STATES:
             for report in await self._reports.by_state(state):
+                if state == REPORTED and now - report.created_at < REALERT_WINDOW:
+                    # A crash between filing and queueing the alert must not leave the
+                    # grid unaware: queueing is idempotent, so this costs nothing twice.
+                    await self._alert_grid(report, "filed", "新报事")
                 for clock, level in self._overdue(report, now):
                     if await self._escalate(report.number, clock, level, now):
                         done += 1
