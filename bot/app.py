@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot import keys, webhook
 from bot.admin import api as admin_api
+from bot.admin import open311
 from bot.backends import build_coordinator, build_store
 from bot.config import Config
 from bot.conversation.engine import Engine
@@ -220,6 +221,7 @@ def create_app(
     app.cleanup_ctx.extend([store_ctx, coordination_ctx, wechat_ctx, engine_ctx, scheduler_ctx])
     webhook.setup(app)
     admin_api.setup(app)
+    open311.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

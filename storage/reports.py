@@ -7,12 +7,15 @@ concurrent transition (a WeChat retry, a double tap, two workers) applies once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConflictError
 from storage.contract import Record, Store
+
+log = logging.getLogger("storage.reports")
 
 REPORTED = "reported"
 ACCEPTED = "accepted"
@@ -177,15 +180,22 @@ class ReportRepo:
         found = await self._items.find("by_reporter", (openid,), limit=limit)
         return [report_from(r) for r in found]
 
-    async def by_state(self, state: str, *, limit: int = 5000) -> list[Report]:
-        return [report_from(r) for r in await self._items.find("by_state", (state,), limit=limit)]
+    async def by_state(self, state: str, *, limit: int = 20_000) -> list[Report]:
+        return await self._capped("by_state", (state,), limit)
 
-    async def by_grid(self, grid: str, state: str, *, limit: int = 500) -> list[Report]:
-        found = await self._items.find("by_grid_state", (grid, state), limit=limit)
-        return [report_from(r) for r in found]
+    async def by_grid(self, grid: str, state: str, *, limit: int = 5000) -> list[Report]:
+        return await self._capped("by_grid_state", (grid, state), limit)
 
-    async def by_category(self, category: str, state: str, *, limit: int = 2000) -> list[Report]:
-        found = await self._items.find("by_category_state", (category, state), limit=limit)
+    async def by_category(self, category: str, state: str, *, limit: int = 5000) -> list[Report]:
+        return await self._capped("by_category_state", (category, state), limit)
+
+    async def _capped(self, index: str, values: tuple[str, ...], limit: int) -> list[Report]:
+        found = await self._items.find(index, values, limit=limit)
+        if len(found) == limit:
+            # Open reports this many mean a backlog no screen shows whole: say so loudly.
+            log.error(
+                "%s %s reached its cap of %s reports: later ones are not read", index, values, limit
+            )
         return [report_from(r) for r in found]
 
     async def page(self, *, after: int | None, limit: int) -> list[Report]:

@@ -443,3 +443,47 @@ async def test_a_report_filed_just_before_a_crash_still_alerts_its_grid(
     for worker in ("o_worker_w1", "o_worker_w2"):
         [alert] = fake_api.sent_texts(worker)
         assert alert.startswith("【新报事】编号 7")
+
+
+async def test_a_retried_staff_state_change_is_audited_once(harness: Harness) -> None:
+    await with_grids(harness)
+    await report(harness.resident("o_res_li"))
+    body = {"state": "resolved", "note": "已处理"}
+    for _ in range(2):
+        status, _ = await harness.admin("POST", "/reports/1/state", body=body, operator="李社工")
+        assert status == 200
+    _, audit = await harness.admin("GET", "/audit")
+    assert [e["action"] for e in audit["items"] if e["target"] == "report/1"] == ["report.resolved"]
+
+
+async def test_a_staff_reopen_tells_the_residents_and_clears_the_old_rating(
+    harness: Harness, fake_api: FakeWeChatAPI
+) -> None:
+    await with_grids(harness)
+    resident = harness.resident("o_res_li")
+    await report(resident)
+    await harness.resident("o_worker_w1").say("办结 1 已处理")
+    await desk(harness).rate("o_res_li", 1, 2)
+    reopened = await desk(harness).set_state("李社工", 1, "reported", "居民电话反映仍未修好")
+    assert reopened.rating is None and reopened.state == "reported"
+    assert (
+        fake_api.sent_texts("o_res_li")[-1]
+        == "您的报事（编号 1）已重新打开处理：居民电话反映仍未修好"
+    )
+    await harness.resident("o_worker_w1").say("办结 1 换了新管道")
+    assert (await desk(harness).rate("o_res_li", 1, 5)).rating == 5
+
+
+async def test_rejecting_as_a_duplicate_of_a_closed_report_is_refused_not_falsely_merged(
+    harness: Harness, fake_api: FakeWeChatAPI
+) -> None:
+    await with_grids(harness)
+    await report(harness.resident("o_res_a"), category="1")
+    worker = harness.resident("o_worker_w1")
+    await worker.say("办结 1 已清理")
+    await report(harness.resident("o_res_b"), category="2")
+    refused = await worker.say("退回 2 重复 1")
+    assert refused == "报事 1 的状态是“已办结”，不能合并到它；问题仍在的话请直接处理本报事"
+    assert (await desk(harness).get(2)).state == "reported"
+    # And the refusals name the state once ("已办结", never "已经已办结").
+    assert await worker.say("接单 1") == "报事 1 的状态是“已办结”，不能接单"

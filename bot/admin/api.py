@@ -138,7 +138,7 @@ async def list_audit(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     # Imported here: those routes reuse this module's helpers, so a top-level import
     # would be circular.
-    from bot.admin import volunteer_routes
+    from bot.admin import report_routes, volunteer_routes
 
     app.middlewares.append(guard)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
@@ -147,3 +147,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/feedback/{{number}}/replies", reply_feedback)
     app.router.add_get(f"{PREFIX}/audit", list_audit)
     volunteer_routes.setup(app)
+    report_routes.setup(app)

@@ -46,6 +46,43 @@ _ACTIVITY_FIELDS = {
 _NO_ACTIVITY = {"404": _json(_ERROR, "No such activity")}
 _NO_ITEM = {"404": _json(_ERROR, "No such catalogue item")}
 
+_NO_REPORT = {"404": _json(_ERROR, "No such report")}
+_REPORT_FILTERS = [
+    {
+        "name": "state",
+        "in": "query",
+        "schema": {"enum": ["reported", "accepted", "resolved", "rejected"]},
+    },
+    {
+        "name": "grid",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "A grid's id or name, or @default for the community's default queue "
+        "(reports outside every grid)",
+    },
+    {
+        "name": "category",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "A configured category, e.g. 排水",
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Filed at or after: an ISO 8601 date or time, local when it has no "
+        "offset (2026-05-01, 2026-05-01T08:00)",
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Filed at or before; a date alone takes in that whole day",
+    },
+]
+_WINDOW = [p for p in _REPORT_FILTERS if p["name"] in ("since", "until")]
+_STATE = {"enum": ["reported", "accepted", "resolved", "rejected"]}
+
 _ERRORS = {
     "400": _json(_ERROR, "Malformed request"),
     "401": _json(_ERROR, "Missing or wrong bearer token"),
@@ -70,7 +107,8 @@ DOCUMENT: dict[str, Any] = {
         "title": "共治 bot admin API",
         "version": "1",
         "description": "For community staff tools. Every change is written to the audit log; "
-        "send `X-Operator: <name>` to say who made it.",
+        "send `X-Operator: <name>` to say who made it. The public, read-only Open311 "
+        "GeoReport v2 endpoints (/open311/v2/services.json, requests.json) are not part of it.",
     },
     "servers": [{"url": "/admin/api"}],
     "security": [{"bearer": []}],
@@ -418,6 +456,140 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/reports": {
+            "get": {
+                "summary": "Reports (报事) by number; the filters combine",
+                "parameters": [
+                    *_REPORT_FILTERS,
+                    {"name": "after", "in": "query", "schema": {"type": "integer"}},
+                    _LIMIT,
+                ],
+                "responses": {"200": _json(_ref("ReportPage"), "A page"), **_ERRORS},
+            }
+        },
+        "/reports.csv": {
+            "get": {
+                "summary": "Every report the filters take, as a spreadsheet (reporter's openid "
+                "included)",
+                "parameters": _REPORT_FILTERS,
+                "responses": {
+                    "200": {
+                        "description": "CSV (UTF-8 with a BOM, for Excel; Chinese headers) "
+                        "as an attachment",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/reports/summary": {
+            "get": {
+                "summary": "Counts by state and category, median times, satisfaction",
+                "parameters": _WINDOW,
+                "responses": {"200": _json(_ref("ReportSummary"), "The summary"), **_ERRORS},
+            }
+        },
+        "/reports/{number}": {
+            "get": {
+                "summary": "One report with its photos and whole history",
+                "parameters": [_path("number")],
+                "responses": {
+                    "200": _json(_ref("ReportDetail"), "The report"),
+                    **_NO_REPORT,
+                    **_ERRORS,
+                },
+            }
+        },
+        "/reports/{number}/state": {
+            "post": {
+                "summary": "Accept, resolve, reject or reopen (reported) a report; the reporter "
+                "and followers are told",
+                "parameters": [_path("number")],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["state"],
+                        "properties": {
+                            "state": _STATE,
+                            "note": {
+                                "type": "string",
+                                "maxLength": 200,
+                                "description": "Required to resolve (what was done) or "
+                                "reject (why; 重复 N merges into report N)",
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("ReportDetail"), "Changed (or already in that state)"),
+                    **_NO_REPORT,
+                    "409": _json(
+                        _ERROR, "Not possible from its state (e.g. resolving a rejected report)"
+                    ),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/reports/{number}/transfer": {
+            "post": {
+                "summary": "Hand an open report to another grid: its workers are alerted",
+                "parameters": [_path("number")],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["grid"],
+                        "properties": {
+                            "grid": {"type": "string", "description": "The grid's id or name"}
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("ReportDetail"), "Transferred"),
+                    "404": _json(_ERROR, "No such report, or no such grid"),
+                    "409": _json(_ERROR, "The report is closed"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/grids": {
+            "get": {
+                "summary": "Every grid with its area, workers and leader",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": _ref("Grid")}},
+                        },
+                        "The grids, by id",
+                    ),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/grids/{id}": {
+            "put": {
+                "summary": "Create or replace a grid; reports are routed by its area from now on",
+                "parameters": [_path("id", "string")],
+                "requestBody": _body(_ref("GridInput")),
+                "responses": {
+                    "201": _json(_ref("Grid"), "Created"),
+                    "200": _json(_ref("Grid"), "Replaced"),
+                    **_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Remove a grid (its reports stay; only admins can act on them then)",
+                "parameters": [_path("id", "string")],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"deleted": {"type": "string"}}},
+                        "Removed",
+                    ),
+                    "404": _json(_ERROR, "No such grid"),
+                    **_ERRORS,
+                },
+            },
+        },
         "/audit": {
             "get": {
                 "summary": "Every admin change, oldest first",
@@ -595,6 +767,158 @@ DOCUMENT: dict[str, Any] = {
                     "confirmed_by": {"type": "string"},
                     "created_at": _ISO,
                     "updated_at": _ISO,
+                },
+            },
+            "Report": {
+                "type": "object",
+                "properties": {
+                    "number": {"type": "integer"},
+                    "state": _STATE,
+                    "state_name": {
+                        "type": "string",
+                        "description": "待受理, 处理中, 已办结, 已退回",
+                    },
+                    "category": {"type": "string"},
+                    "text": {"type": "string"},
+                    "voice": {"type": "boolean", "description": "Described by a voice message"},
+                    "grid": {"type": "string", "description": '"": the default queue'},
+                    "grid_name": {"type": "string"},
+                    "lat": {"type": ["number", "null"]},
+                    "lng": {"type": ["number", "null"]},
+                    "label": {"type": "string", "description": "The place's name or address"},
+                    "reporter": {"type": "string", "description": "The reporter's openid"},
+                    "followers": {"type": "array", "items": {"type": "string"}},
+                    "assignee": {"type": "string"},
+                    "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
+                    "reopened": {"type": "boolean"},
+                    "duplicate_of": {"type": ["integer", "null"]},
+                    "escalated": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                        "description": "accept / resolve → the level reached (1 leader, 2 admins)",
+                    },
+                    "photo_count": {"type": "integer"},
+                    "latest_note": {"type": "string", "description": "Staff's newest note"},
+                    "created_at": _ISO,
+                    "accepted_at": {"type": ["string", "null"]},
+                    "resolved_at": {"type": ["string", "null"]},
+                    "closed_at": {"type": ["string", "null"]},
+                    "updated_at": _ISO,
+                },
+            },
+            "ReportDetail": {
+                "allOf": [
+                    _ref("Report"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "photos": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "media_id": {"type": "string"},
+                                        "pic_url": {
+                                            "type": "string",
+                                            "description": "WeChat's copy (expires in 3 days)",
+                                        },
+                                        "stored": {
+                                            "type": "boolean",
+                                            "description": "Our own copy is on disk",
+                                        },
+                                    },
+                                },
+                            },
+                            "history": {"type": "array", "items": _ref("Transition")},
+                        },
+                    },
+                ]
+            },
+            "Transition": {
+                "type": "object",
+                "properties": {
+                    "at": _ISO,
+                    "by": {
+                        "type": "string",
+                        "description": "An openid (resident or worker), a member of staff's "
+                        "name (X-Operator), or system",
+                    },
+                    "action": {
+                        "type": "string",
+                        "description": "filed, followed, accepted, resolved, rejected, "
+                        "transferred, reopened, photo, rated, escalated",
+                    },
+                    "state": {"type": "string", "description": "The state after it"},
+                    "note": {"type": "string"},
+                },
+            },
+            "ReportPage": {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": _ref("Report")},
+                    "next": {"type": ["integer", "null"], "description": "after for the next page"},
+                },
+            },
+            "ReportSummary": {
+                "type": "object",
+                "properties": {
+                    "since": {"type": ["string", "null"]},
+                    "until": {"type": ["string", "null"]},
+                    "total": {"type": "integer"},
+                    "by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "by_category": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                    },
+                    "accepted": {"type": "integer", "description": "How many were accepted"},
+                    "median_minutes_to_accept": {"type": ["number", "null"]},
+                    "resolved": {"type": "integer", "description": "How many were resolved"},
+                    "median_minutes_to_resolve": {
+                        "type": ["number", "null"],
+                        "description": "From filing to (the latest) resolution",
+                    },
+                    "satisfaction": {
+                        "type": "object",
+                        "properties": {
+                            "count": {"type": "integer"},
+                            "mean": {"type": ["number", "null"]},
+                            "distribution": {
+                                "type": "object",
+                                "description": '"1" … "5" → how many ratings of that many stars',
+                                "additionalProperties": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+            },
+            "GridInput": {
+                "type": "object",
+                "required": ["name", "area"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 30},
+                    "area": {
+                        "type": "object",
+                        "description": "GeoJSON Polygon, MultiPolygon, Feature or "
+                        "FeatureCollection; positions [longitude, latitude]; holes allowed",
+                    },
+                    "workers": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+                    "leader": {"type": "string", "description": "The grid leader's openid"},
+                    "wecom_url": {
+                        "type": "string",
+                        "description": "A WeCom group-robot webhook URL (optional)",
+                    },
+                },
+            },
+            "Grid": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "area": {"type": "object", "description": "GeoJSON MultiPolygon"},
+                    "workers": {"type": "array", "items": {"type": "string"}},
+                    "leader": {"type": "string"},
+                    "wecom_url": {"type": "string"},
+                    "updated_at": {"type": ["string", "null"]},
                 },
             },
             "AuditPage": {

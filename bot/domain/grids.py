@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.domain.errors import Invalid, NotFound
+from bot.domain.errors import Invalid, NotFound, Refused
 from bot.domain.geo import Area, GridIndex, parse_area
 from bot.wechat.wecom import check_webhook_url
 from storage.reports import Grid, GridRepo
@@ -135,7 +135,10 @@ class GridDirectory:
         await self._audit.add(actor, "grid.put", f"grid/{grid_id}", detail, self._clock())
         return grid
 
-    async def delete(self, grid_id: str, *, actor: str) -> None:
+    async def delete(self, grid_id: str, *, actor: str, open_reports: int = 0) -> None:
+        """Remove a grid; refused while ``open_reports`` of it are open (they would be stranded)."""
+        if open_reports:
+            raise Refused(f"网格 {grid_id[:32]} 还有{open_reports}件未办结的报事，请先转派再删除")
         if not await self._grids.delete(grid_id):
             raise NotFound(f"没有编号为 {grid_id[:32]} 的网格")
         self._loaded_at = -float("inf")

@@ -165,7 +165,7 @@ class ReportDesk:
 
         def add(current: Report) -> Report:
             if not current.is_open:
-                raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}，请重新报事")
+                raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，请重新报事")
             if openid == current.reporter or openid in current.followers:
                 raise Unchanged
             return replace(
@@ -255,6 +255,13 @@ class ReportDesk:
         grid = await self.grids.get(report.grid) if report.grid else None
         return grid is not None and (actor in grid.workers or actor == grid.leader)
 
+    async def delete_grid(self, grid_id: str, *, actor: str) -> None:
+        """Remove a grid, refused while it has open reports (nobody would see them)."""
+        still_open = 0
+        for state in OPEN_STATES:
+            still_open += len(await self._reports.by_grid(grid_id, state))
+        await self.grids.delete(grid_id, actor=actor, open_reports=still_open)
+
     async def is_staff(self, openid: str) -> bool:
         return openid in self.config.admin_openids or await self.grids.works_in(openid)
 
@@ -283,7 +290,7 @@ class ReportDesk:
                     raise Unchanged
                 raise Refused(f"报事 {number} 已由其他网格员接单")
             if current.state != REPORTED:
-                raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}，不能接单")
+                raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能接单")
             applied.append(True)
             return replace(
                 current,
@@ -310,7 +317,7 @@ class ReportDesk:
             if current.state == RESOLVED:
                 raise Unchanged
             if current.state not in OPEN_STATES:
-                raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}")
+                raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能再处理")
             applied.append(True)
             return replace(
                 current,
@@ -361,6 +368,11 @@ class ReportDesk:
             target = await self._reports.get(duplicate_of)
             if target is None or duplicate_of == number:
                 raise Invalid(f"没有编号为 {duplicate_of} 的报事可以合并")
+            if not target.is_open:
+                raise Refused(
+                    f"报事 {duplicate_of} 的状态是“{STATE_NAMES[target.state]}”，不能合并到它；"
+                    "问题仍在的话请直接处理本报事"
+                )
 
         applied: list[bool] = []
 
@@ -369,7 +381,7 @@ class ReportDesk:
             if current.state == REJECTED:
                 raise Unchanged
             if current.state not in OPEN_STATES:
-                raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}")
+                raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能再处理")
             applied.append(True)
             return replace(
                 current,
@@ -409,7 +421,7 @@ class ReportDesk:
             if current.grid == target.id:
                 raise Unchanged
             if current.state not in OPEN_STATES:
-                raise Refused(f"报事 {number} 已经{STATE_NAMES[current.state]}，不能转派")
+                raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能转派")
             applied.append(True)
             return replace(
                 current,
@@ -432,6 +444,7 @@ class ReportDesk:
         """Staff change a report's state from the admin API (audited)."""
         if state not in STATES:
             raise Invalid(f"state 必须是 {' / '.join(STATES)} 之一")
+        before = await self.get(number)
         if state == ACCEPTED:
             report = await self.accept(actor, number, staff=True)
         elif state == RESOLVED:
@@ -440,9 +453,11 @@ class ReportDesk:
             report = await self.reject(actor, number, note, staff=True)
         else:
             report = await self._staff_reopen(actor, number, note)
-        await self._audit.add(
-            actor, f"report.{state}", f"report/{number}", {"note": note}, self._clock()
-        )
+        # A retried request changes nothing and so is not audited again.
+        if len(report.history) > len(before.history):
+            await self._audit.add(
+                actor, f"report.{state}", f"report/{number}", {"note": note}, self._clock()
+            )
         return report
 
     # --- the clock ----------------------------------------------------------------
@@ -589,16 +604,23 @@ class ReportDesk:
             return await self.get(number)
 
     async def _staff_reopen(self, actor: str, number: int, note: str) -> Report:
+        note = _note(note, "重新打开的原因")
         now = self._clock()
+        applied: list[bool] = []
 
         def apply(current: Report) -> Report:
+            applied.clear()
             if current.state == REPORTED:
                 raise Unchanged
+            applied.append(True)
             return replace(
                 current,
                 state=REPORTED,
                 assignee="",
                 escalated={},
+                rating=None,
+                duplicate_of=None,
+                resolved_at=None,
                 closed_at=None,
                 history=(
                     *current.history,
@@ -607,7 +629,9 @@ class ReportDesk:
             )
 
         report = await self._change(number, apply)
-        await self._alert_grid(report, f"reopen-{len(report.history)}", "报事被重新打开")
+        if applied:
+            await self._alert_grid(report, f"reopen-{len(report.history)}", "报事被重新打开")
+            await self._tell_residents(report, f"您的报事（编号 {number}）已重新打开处理：{note}")
         return report
 
     async def _keep_photo(self, number: int, photo: Photo) -> None:
