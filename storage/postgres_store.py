@@ -34,16 +34,17 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from bot.errors import ConflictError, StorageError
 from bot.redact import describe_error, endpoint, password_of
 from storage.contract import (
+    MAX_UPDATE_ATTEMPTS,
     Collection,
     CollectionSpec,
     Doc,
@@ -56,6 +57,8 @@ from storage.pg_migrations import migrate
 from storage.schema import SCHEMA
 
 logger = logging.getLogger("storage.postgres")
+
+T = TypeVar("T")
 
 _IDENT = re.compile(r"[a-z][a-z0-9_]*")
 _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -171,6 +174,7 @@ class _CollectionSQL:
     """Every statement one collection issues, with its name as a literal."""
 
     get: str
+    get_for_update: str
     upsert: str
     insert: str
     update_if: str
@@ -215,6 +219,7 @@ def _collection_sql(spec: CollectionSpec) -> _CollectionSQL:
         )
     return _CollectionSQL(
         get=f"SELECT version, data FROM records WHERE {where} AND key = $1",
+        get_for_update=f"SELECT version, data FROM records WHERE {where} AND key = $1 FOR UPDATE",
         upsert=(
             "INSERT INTO records (collection, key, version, data) "
             f"VALUES ({name}, $1, 1, $2::jsonb) "
@@ -319,6 +324,40 @@ class PostgresCollection(Collection):
                     "found another version or no record"
                 )
         return Record(key, row[0], stored)
+
+    async def update(self, key: str, change: Callable[[Record | None], Doc]) -> Record:
+        """The contract's read-change-write under a row lock (``SELECT … FOR UPDATE``).
+
+        Concurrent updates of one hot record (a shared counter, an activity's roster)
+        then queue on the lock instead of racing and retrying, as the generic
+        compare-and-set loop does; only two first inserts of a new key can still
+        race, and the loser retries.
+        """
+        self._store._check_usable()
+        _check_key(key)
+        what = self._what("update", key)
+        sql = self.sql
+
+        async def locked(conn: Any) -> Record:
+            row = await conn.fetchrow(sql.get_for_update, key)
+            current = None if row is None else Record(key, row[0], _decode(row[1]))
+            text, stored = self._encode(key, change(current))
+            if current is None:
+                written = await conn.fetchrow(sql.insert, key, text)
+                if written is None:
+                    raise ConflictError(f"{self.name}/{key}: created meanwhile")
+            else:
+                written = await conn.fetchrow(sql.update_if, key, current.version, text)
+            return Record(key, written[0], stored)
+
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            try:
+                return await self._store._transaction(what, locked)
+            except ConflictError:
+                continue
+        raise ConflictError(
+            f"{self.name}/{key} stayed contended for {MAX_UPDATE_ATTEMPTS} attempts"
+        )
 
     async def delete(self, key: str, *, expect_version: int | None = None) -> bool:
         self._store._check_usable()
@@ -742,6 +781,22 @@ class PostgresStore(Store):
         except asyncpg.ProgramLimitExceededError as exc:
             # An indexed value too long for a btree entry (about 2.7 kB): the caller's
             # input, refused whole, like any other unstorable write.
+            raise ValueError(f"{what}: refused by PostgreSQL: {exc}") from exc
+        except _DB_ERRORS as exc:
+            raise self._error(what, exc, self._timeout) from exc
+
+    async def _transaction(self, what: str, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work(conn)`` in one transaction; whatever ``work`` raises rolls it back
+        and passes through unchanged (a domain rule refusing, a conflict)."""
+        pool = self._pool
+        if pool is None:
+            raise StorageError(self._unusable or "the store is closed")
+        try:
+            async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+                return await work(conn)
+        except asyncpg.UniqueViolationError as exc:
+            raise self._conflict(what, exc) from exc
+        except asyncpg.ProgramLimitExceededError as exc:
             raise ValueError(f"{what}: refused by PostgreSQL: {exc}") from exc
         except _DB_ERRORS as exc:
             raise self._error(what, exc, self._timeout) from exc
