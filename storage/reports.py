@@ -91,6 +91,7 @@ class Report:
             "grid": self.grid,
             "lat": self.lat,
             "lng": self.lng,
+            "cell": cell_of(self.lat, self.lng),
             "label": self.label,
             "photos": [
                 {"media_id": p.media_id, "pic_url": p.pic_url, "path": p.path} for p in self.photos
@@ -107,6 +108,27 @@ class Report:
             "resolved_at": self.resolved_at,
             "closed_at": self.closed_at,
         }
+
+
+# Reports are filed into cells of 0.002° (about 220 m north-south, 190 m east-west at
+# Chengdu's latitude), so "open reports within 100 m" reads a few cells, not them all.
+CELL_DEGREES = 0.002
+
+
+def cell_of(lat: float | None, lng: float | None) -> str | None:
+    if lat is None or lng is None:
+        return None
+    return f"{int(lat // CELL_DEGREES)}:{int(lng // CELL_DEGREES)}"
+
+
+def cells_around(lat: float, lng: float, reach: int) -> list[str]:
+    """The cell of the point and its neighbours up to ``reach`` cells away."""
+    row, col = int(lat // CELL_DEGREES), int(lng // CELL_DEGREES)
+    return [
+        f"{row + dr}:{col + dc}"
+        for dr in range(-reach, reach + 1)
+        for dc in range(-reach, reach + 1)
+    ]
 
 
 def report_from(record: Record) -> Report:
@@ -188,6 +210,15 @@ class ReportRepo:
 
     async def by_category(self, category: str, state: str, *, limit: int = 5000) -> list[Report]:
         return await self._capped("by_category_state", (category, state), limit)
+
+    async def in_cells(self, category: str, cells: list[str], state: str) -> list[Report]:
+        found: list[Report] = []
+        for cell in cells:
+            records = await self._items.find(
+                "by_category_cell_state", (category, cell, state), limit=500
+            )
+            found += [report_from(r) for r in records]
+        return found
 
     async def _capped(self, index: str, values: tuple[str, ...], limit: int) -> list[Report]:
         found = await self._items.find(index, values, limit=limit)

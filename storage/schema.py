@@ -70,6 +70,7 @@ REPORTS = CollectionSpec(
         IndexSpec("by_state", ("state",)),
         IndexSpec("by_grid_state", ("grid", "state")),
         IndexSpec("by_category_state", ("category", "state")),
+        IndexSpec("by_category_cell_state", ("category", "cell", "state")),
     ),
 )
 """Key: zero-padded report number. Data: the report (报事) with its whole history of

@@ -487,3 +487,15 @@ async def test_rejecting_as_a_duplicate_of_a_closed_report_is_refused_not_falsel
     assert (await desk(harness).get(2)).state == "reported"
     # And the refusals name the state once ("已办结", never "已经已办结").
     assert await worker.say("接单 1") == "报事 1 的状态是“已办结”，不能接单"
+
+
+async def test_a_nearby_report_across_a_map_cell_boundary_is_still_offered(
+    harness: Harness,
+) -> None:
+    """Reports are looked up by map cell (0.002°): a neighbour 22 m away in the next cell counts."""
+    await with_grids(harness)
+    await report(harness.resident("o_res_first"), point=(30.67190, 104.06190))
+    followed = await report(
+        harness.resident("o_res_second"), point=(30.67210, 104.06210), same_as="1"
+    )
+    assert followed.startswith("好的，您已关注报事（编号 1）")

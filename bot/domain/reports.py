@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from storage.reports import (
     ReportRepo,
     Transition,
     Unchanged,
+    cells_around,
 )
 from storage.repos import AuditRepo, Sequences
 
@@ -108,9 +110,17 @@ class ReportDesk:
         """Open reports of ``category`` within the configured radius, nearest first."""
         from bot.domain.geo import distance_m
 
+        # Cells are at least ~190 m wide: this many rings of them cover the radius.
+        reach = math.ceil(self.config.duplicate_radius_m / 190)
         found: list[Nearby] = []
         for state in OPEN_STATES:
-            for report in await self._reports.by_category(category, state):
+            if reach <= 2:
+                candidates = await self._reports.in_cells(
+                    category, cells_around(lat, lng, reach), state
+                )
+            else:  # a radius of a kilometre or more: the whole category is cheaper
+                candidates = await self._reports.by_category(category, state)
+            for report in candidates:
                 if report.lat is None or report.lng is None:
                     continue
                 d = distance_m(lat, lng, report.lat, report.lng)
