@@ -263,6 +263,7 @@ async def test_rejecting_as_a_duplicate_merges_and_transfer_alerts_the_other_gri
     await settled(harness)
     [alert] = fake_api.sent_texts("o_worker_e1")
     assert alert.startswith("【转派来的报事】编号 1")
+    assert fake_api.sent_texts("o_res_a")[-1] == "您的报事（编号 1）已转给“二网格”处理。"
     assert await worker.say("接单 1") == "报事 1 不属于您负责的网格，不能处理"
     assert (await harness.resident("o_worker_e1").say("接单 1") or "").startswith("已接单")
 

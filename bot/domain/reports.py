@@ -448,6 +448,9 @@ class ReportDesk:
         after = await self._change(report.number, apply)
         if applied:
             await self._alert_grid(after, f"transfer-{len(after.history)}", "转派来的报事")
+            await self._tell_residents(
+                after, f"您的报事（编号 {number}）已转给“{target.name}”处理。"
+            )
         return after
 
     async def set_state(self, actor: str, number: int, state: str, note: str) -> Report:
