@@ -326,12 +326,12 @@ class PostgresCollection(Collection):
         return Record(key, row[0], stored)
 
     async def update(self, key: str, change: Callable[[Record | None], Doc]) -> Record:
-        """The contract's read-change-write under a row lock (``SELECT … FOR UPDATE``).
+        """The contract's read-change-write: one optimistic try, then under a row lock.
 
         Concurrent updates of one hot record (a shared counter, an activity's roster)
-        then queue on the lock instead of racing and retrying, as the generic
-        compare-and-set loop does; only two first inserts of a new key can still
-        race, and the loser retries.
+        that lose the optimistic try queue on ``SELECT … FOR UPDATE`` instead of
+        racing and retrying, as the generic compare-and-set loop does; only two first
+        inserts of a new key can still race, and the loser retries.
         """
         self._store._check_usable()
         _check_key(key)
@@ -350,6 +350,19 @@ class PostgresCollection(Collection):
                 written = await conn.fetchrow(sql.update_if, key, current.version, text)
             return Record(key, written[0], stored)
 
+        # Uncontended, an optimistic read and compare-and-set is two round trips against
+        # the transaction's four; only a record another writer just changed queues.
+        current = await self.get(key)
+        text, stored = self._encode(key, change(current))
+        try:
+            if current is None:
+                row = await self._store._fetchrow(what, sql.insert, key, text)
+            else:
+                row = await self._store._fetchrow(what, sql.update_if, key, current.version, text)
+        except ConflictError:
+            row = None  # a unique index: decide again under the lock
+        if row is not None:
+            return Record(key, row[0], stored)
         for _ in range(MAX_UPDATE_ATTEMPTS):
             try:
                 return await self._store._transaction(what, locked)
