@@ -65,6 +65,8 @@ class AdminConfig:
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     timezone: str = "Asia/Shanghai"
+    # A run missed while the server was down this long or less runs once when it is back.
+    missed_run_grace_hours: float = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,8 @@ def validate(config: Config) -> Config:
         ZoneInfo(config.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"[scheduler] timezone {config.scheduler.timezone!r} is unknown") from exc
+    if not 0 < config.scheduler.missed_run_grace_hours <= 72:
+        raise ConfigError("[scheduler] missed_run_grace_hours must be above 0 and at most 72")
     hook = config.webhook
     if not 0.5 <= hook.reply_deadline < 5.0:
         raise ConfigError("[webhook] reply_deadline must be at least 0.5 and below WeChat's 5 s")

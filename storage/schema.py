@@ -86,6 +86,14 @@ ALERTS = CollectionSpec("alerts", indexes=(IndexSpec("by_state", ("state",)),))
 """Key: ``report:event:channel:recipient``, so one transition alerts each recipient once.
 Data: the message, state (pending/sent/failed), attempts, next_at, last_error."""
 
+SCHEDULES = CollectionSpec("schedules")
+"""Key: schedule id. Data: name, cron, template, audience, channel, enabled, last_fire."""
+
+SCHEDULE_RUNS = CollectionSpec(
+    "schedule_runs", indexes=(IndexSpec("by_schedule", ("schedule",)),)
+)
+"""Key: ``schedule:fire:trigger:ran``. Data: one run of a schedule and the push it claimed."""
+
 SCHEMA: tuple[CollectionSpec, ...] = (
     RESIDENTS,
     CONVERSATIONS,
@@ -102,4 +110,6 @@ SCHEMA: tuple[CollectionSpec, ...] = (
     FOLLOWS,
     GRIDS,
     ALERTS,
+    SCHEDULES,
+    SCHEDULE_RUNS,
 )

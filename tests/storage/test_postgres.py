@@ -351,6 +351,8 @@ def synthetic(collection: str, n: int) -> dict[str, Any]:
         "follows": {"openid": f"o{n % 5000}", "report": n},
         "grids": {"name": f"网格{n}", "area": {}, "workers": []},
         "alerts": {"report": n, "state": "pending" if n % 1000 == 0 else "sent"},
+        "schedules": {"name": f"定时{n}", "cron": "0 9 1 * *", "enabled": True},
+        "schedule_runs": {"schedule": f"s{n % 20}", "fire_at": n, "ran_at": n},
         "items": {
             "owner": f"u{n % 4000}",
             "status": ("open", "done", "wait")[n % 3],
@@ -374,6 +376,7 @@ def sample_value(field: str) -> Any:
         "grid": "g17",
         "category": "排水",
         "cell": "15336:52031",
+        "schedule": "s17",
         "owner": "u17",
         "status": "open",
         "email": "17@x",

@@ -1,0 +1,52 @@
+"""When schedules fire, in the community's timezone (pure time arithmetic, no server)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.domain.errors import Invalid
+from bot.domain.schedules import ASSEMBLY_CALL, latest_fire, next_runs
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI).timestamp()
+
+
+def test_the_monthly_call_fires_on_the_first_at_nine_shanghai_time() -> None:
+    runs = next_runs(ASSEMBLY_CALL.cron, SHANGHAI, at("2026-11-21T12:00"), 5)
+    assert [r.isoformat() for r in runs] == [
+        "2026-12-01T09:00:00+08:00",
+        "2027-01-01T09:00:00+08:00",
+        "2027-02-01T09:00:00+08:00",
+        "2027-03-01T09:00:00+08:00",
+        "2027-04-01T09:00:00+08:00",
+    ]
+    # 09:00 in Shanghai is 01:00 UTC: a server on UTC must not send at 09:00 UTC.
+    assert runs[0].timestamp() == datetime.fromisoformat("2026-12-01T01:00:00+00:00").timestamp()
+
+
+def test_the_latest_fire_is_found_within_the_window_only() -> None:
+    cron = ASSEMBLY_CALL.cron
+    assert latest_fire(cron, SHANGHAI, at("2026-12-01T08:59"), since=at("2026-11-25T00:00")) is None
+    fired = latest_fire(cron, SHANGHAI, at("2026-12-01T09:00"), since=at("2026-11-25T00:00"))
+    assert fired is not None and fired.isoformat() == "2026-12-01T09:00:00+08:00"
+    # Already run at that time: nothing newer is due.
+    assert latest_fire(cron, SHANGHAI, at("2026-12-01T15:00"), since=at("2026-12-01T09:00")) is None
+
+
+def test_an_every_minute_cron_finds_the_last_minute() -> None:
+    fired = latest_fire(
+        "* * * * *", SHANGHAI, at("2026-12-01T10:05") + 30, since=at("2026-12-01T04:05")
+    )
+    assert fired is not None and fired.isoformat() == "2026-12-01T10:05:00+08:00"
+
+
+@pytest.mark.parametrize("cron", ["", "0 9 1 *", "61 9 1 * *", "0 25 * * *", "every day"])
+def test_a_bad_cron_is_refused_in_chinese(cron: str) -> None:
+    with pytest.raises(Invalid, match="cron 表达式无效"):
+        next_runs(cron, SHANGHAI, at("2026-11-21T12:00"))
