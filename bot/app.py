@@ -23,11 +23,14 @@ from bot.conversation.router import Router
 from bot.coordination.base import LockTimeout
 from bot.delivery import HandleFn, RetryGuard, SendFn
 from bot.domain.alerts import AlertDesk, RobotSend
+from bot.domain.assembly import AssemblyDesk
 from bot.domain.feedback import FeedbackDesk
 from bot.domain.grids import GridDirectory
+from bot.domain.households import HouseholdDesk
 from bot.domain.media import PhotoKeeper
 from bot.domain.notify import Notifier
 from bot.domain.points import PointsDesk
+from bot.domain.push import PushEngine
 from bot.domain.reports import ReportDesk
 from bot.domain.volunteers import VolunteerDesk
 from bot.errors import BotError
@@ -44,7 +47,17 @@ from handlers import build_router
 from schedules import jobs
 from schedules.runner import SchedulerService
 from storage.activities import ActivityRepo, CatalogueRepo, RedemptionRepo, SignUpRepo
+from storage.assembly import (
+    AgendaRepo,
+    BallotRepo,
+    MeetingRepo,
+    ObjectionRepo,
+    RsvpRepo,
+    VoteRepo,
+)
+from storage.households import HouseholdRepo, MembershipRepo
 from storage.ledger import LedgerRepo
+from storage.push import PushRepo
 from storage.reports import AlertRepo, GridRepo, Photo, ReportRepo
 from storage.repos import AuditRepo, ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
 
@@ -144,6 +157,18 @@ def create_app(
         def spawn(job: Awaitable[object], name: str) -> None:
             tasks.spawn(_logged(job), name=name)
 
+        # Pushes run on wall time (leases are compared across processes), not the test clock.
+        push = PushEngine(
+            PushRepo(store),
+            wechat,
+            app[keys.COORDINATOR].limiter,
+            audit,
+            config.push,
+            timezone=ZoneInfo(config.scheduler.timezone),
+            spawn=spawn,
+        )
+        app[keys.PUSH] = push
+        spawn(push.resume(), "push-resume")
         photos = PhotoKeeper(wechat, report_repo, _media_dir(config), clock)
 
         async def fetch_photo(number: int, photo: Photo) -> None:
@@ -168,6 +193,14 @@ def create_app(
             ZoneInfo(config.scheduler.timezone),
             fetch_photo=fetch_photo,
         )
+        households = HouseholdDesk(
+            HouseholdRepo(store),
+            MembershipRepo(store),
+            audit,
+            Notifier(wechat, template_id=config.assembly.notice_template_id),
+            config.assembly,
+            clock,
+        )
         services = Services(
             config=config,
             clock=clock,
@@ -176,6 +209,22 @@ def create_app(
             volunteers=volunteers,
             points=points,
             reports=reports,
+            households=households,
+            assembly=AssemblyDesk(
+                MeetingRepo(store),
+                RsvpRepo(store),
+                AgendaRepo(store),
+                VoteRepo(store),
+                BallotRepo(store),
+                ObjectionRepo(store),
+                households,
+                sequences,
+                audit,
+                Notifier(wechat, template_id=config.assembly.notice_template_id),
+                config.assembly,
+                clock,
+                ZoneInfo(config.scheduler.timezone),
+            ),
         )
         app[keys.PHOTOS] = photos
         engine = Engine(
@@ -203,13 +252,15 @@ def create_app(
             clock=time.monotonic,
         )
         yield
+        # Sends in flight finish; the rest waits for resume() after the restart.
+        push.stop()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         service = SchedulerService(
             app[keys.COORDINATOR].lease("scheduler"),
             timezone=config.scheduler.timezone,
             setup_jobs=lambda scheduler: jobs.setup(
-                scheduler, app[keys.SERVICES], config, app[keys.PHOTOS]
+                scheduler, app[keys.SERVICES], config, app[keys.PHOTOS], push=app[keys.PUSH]
             ),
         )
         app[keys.SCHEDULER] = service

@@ -121,6 +121,57 @@ class ReportsConfig:
     media_dir: str = ""
 
 
+# Residents type "3栋2单元501", "3-2-501" or "3 2 501"; Chinese numerals are read as digits
+# first. Named groups: building and room (required), unit (optional in a custom pattern).
+DEFAULT_ADDRESS_PATTERN = (
+    r"(?<![0-9A-Z])(?P<building>[0-9A-Z]{1,6})\s*(?:栋|幢|号楼|座|楼|#|-|/|\s)\s*"
+    r"(?P<unit>[0-9A-Z]{1,4})\s*(?:单元|-|/|\s)\s*(?P<room>[0-9A-Z]{1,6})\s*(?:室|号)?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AssemblyConfig:
+    # How residents write their address (a regular expression, see DEFAULT_ADDRESS_PATTERN)
+    # and the example the bot shows them.
+    address_pattern: str = DEFAULT_ADDRESS_PATTERN
+    address_example: str = "3栋2单元501"
+    # true: the first resident to bind an address creates its household; false: only
+    # households staff imported can be bound.
+    open_binding: bool = True
+    max_members: int = 20
+    # The quorum the organiser sees: this share of all households answering 参加.
+    quorum_ratio: float = 0.5
+    # The "rsvp:coming" audience is the households that said 参加/待定, on the day this many
+    # days before the assembly (so a daily reminder schedule reminds once, the day before).
+    remind_days_before: int = 1
+    publicity_days: int = 7
+    # Template for notices to representatives (a member's answer); empty: customer-service.
+    notice_template_id: str = ""
+    # The largest CSV staff may import in one request.
+    import_max_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    # Sends per second across every process (template, custom) and mass-send jobs per second.
+    rate_per_second: int = 20
+    # Openids per mass-send job (WeChat takes 2 to 10,000).
+    mass_batch: int = 10_000
+    # WeChat allows a service account 4 mass messages a month per follower.
+    mass_monthly_limit: int = 4
+    # Attempts per delivery for errors that may pass (system busy, unexpected codes).
+    max_attempts: int = 8
+    # The pause after WeChat answers -1 (busy) or 45009 (rate or quota); it doubles while
+    # WeChat keeps answering so, up to backoff_max_seconds.
+    backoff_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    # How long a process holds a delivery it is sending; a crashed holder's delivery is
+    # looked at again after this (longer than any one send can take).
+    lease_seconds: float = 60.0
+    # Sends in flight at once per campaign in each process.
+    concurrency: int = 4
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
@@ -138,6 +189,8 @@ class Config:
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     volunteer: VolunteerConfig = field(default_factory=VolunteerConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -267,9 +320,54 @@ def validate(config: Config) -> Config:
             "[reports] accept_within_minutes must be at least 5, "
             "resolve_within_working_days and reopen_days at least 1"
         )
+    _validate_assembly(config.assembly)
+    _validate_push(config.push, config.wechat.api_timeout)
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[log] level must be DEBUG, INFO, WARNING or ERROR")
     return config
+
+
+def _validate_assembly(a: AssemblyConfig) -> None:
+    try:
+        pattern = re.compile(a.address_pattern)
+    except re.error as exc:
+        raise ConfigError(
+            f"[assembly] address_pattern is not a valid regular expression: {exc}"
+        ) from exc
+    if not {"building", "room"} <= set(pattern.groupindex):
+        raise ConfigError("[assembly] address_pattern needs the named groups building and room")
+    if not 0 < a.quorum_ratio <= 1:
+        raise ConfigError("[assembly] quorum_ratio must be above 0 and at most 1")
+    if not 0 <= a.remind_days_before <= 14:
+        raise ConfigError("[assembly] remind_days_before must be between 0 and 14")
+    if not 0 <= a.publicity_days <= 60:
+        raise ConfigError("[assembly] publicity_days must be between 0 and 60")
+    if not 1 <= a.max_members <= 100:
+        raise ConfigError("[assembly] max_members must be between 1 and 100")
+    if not 1024 <= a.import_max_bytes <= 64 * 1024 * 1024:
+        raise ConfigError("[assembly] import_max_bytes must be between 1024 and 67108864")
+
+
+def _validate_push(p: PushConfig, api_timeout: float) -> None:
+    if not 1 <= p.rate_per_second <= 10_000:
+        raise ConfigError("[push] rate_per_second must be between 1 and 10000")
+    if not 2 <= p.mass_batch <= 10_000:
+        raise ConfigError("[push] mass_batch must be between 2 and 10000 (WeChat's limits)")
+    if not 1 <= p.mass_monthly_limit <= 31:
+        raise ConfigError("[push] mass_monthly_limit must be between 1 and 31")
+    if not 1 <= p.max_attempts <= 100:
+        raise ConfigError("[push] max_attempts must be between 1 and 100")
+    if not 0 < p.backoff_seconds <= p.backoff_max_seconds <= 86_400:
+        raise ConfigError(
+            "[push] backoff_seconds must be above 0 and at most backoff_max_seconds (at most 86400)"
+        )
+    if p.lease_seconds < 4 * api_timeout:
+        raise ConfigError(
+            "[push] lease_seconds must be at least 4 × [wechat] api_timeout "
+            "(a send with a token refresh and its retry must end within the lease)"
+        )
+    if not 1 <= p.concurrency <= 100:
+        raise ConfigError("[push] concurrency must be between 1 and 100")
 
 
 def with_overrides(config: Config, **sections: Any) -> Config:

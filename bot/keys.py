@@ -11,6 +11,7 @@ from bot.coordination.base import Coordinator
 from bot.delivery import RetryGuard
 from bot.domain.feedback import FeedbackDesk
 from bot.domain.media import PhotoKeeper
+from bot.domain.push import PushEngine
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.tasks import TaskTracker
@@ -35,3 +36,4 @@ AUDIT = web.AppKey("audit", AuditRepo)
 FEEDBACK_DESK = web.AppKey("feedback_desk", FeedbackDesk)
 WECHAT_SESSION = web.AppKey("wechat_session", aiohttp.ClientSession)
 PHOTOS = web.AppKey("photos", PhotoKeeper)
+PUSH = web.AppKey("push", PushEngine)

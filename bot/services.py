@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import Config
+from bot.domain.assembly import AssemblyDesk
+from bot.domain.households import HouseholdDesk
 from bot.domain.points import PointsDesk
 from bot.domain.reports import ReportDesk
 from bot.domain.volunteers import VolunteerDesk
@@ -21,3 +23,5 @@ class Services:
     volunteers: VolunteerDesk
     points: PointsDesk
     reports: ReportDesk
+    households: HouseholdDesk
+    assembly: AssemblyDesk

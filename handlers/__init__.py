@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from bot.conversation.router import Router
 from bot.services import Services
-from handlers import basics, checkin, fallback, feedback, gridwork, points, reports, volunteer
+from handlers import (
+    assembly,
+    basics,
+    checkin,
+    fallback,
+    feedback,
+    gridwork,
+    household,
+    points,
+    reports,
+    volunteer,
+)
 from handlers.menu import MainMenu
 
 
@@ -24,6 +35,9 @@ def build_router() -> Router[Services]:
         points.build(menu),
         reports.build(menu),
         gridwork.build(menu),
+        # Before household: 坝坝会/投票 typed while binding start that flow.
+        assembly.build(menu),
+        household.build(menu),
         feedback.build(menu),
         fallback.build(menu),
     )

@@ -8,6 +8,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.config import Config
 from bot.domain.media import PhotoKeeper
+from bot.domain.push import PushEngine
 from bot.errors import BotError
 from bot.services import Services
 
@@ -39,9 +40,33 @@ async def report_upkeep(services: Services, photos: PhotoKeeper) -> None:
         log.error("report upkeep failed, will try again at the next run: %s", exc)
 
 
+async def push_upkeep(push: PushEngine) -> None:
+    """Continue pushes no process is sending (a crash, a pause, unknowns staff retried)."""
+    try:
+        await push.resume()
+    except BotError as exc:
+        log.error("push upkeep failed, will try again at the next run: %s", exc)
+
+
 def setup(
-    scheduler: AsyncIOScheduler, services: Services, config: Config, photos: PhotoKeeper
+    scheduler: AsyncIOScheduler,
+    services: Services,
+    config: Config,
+    photos: PhotoKeeper,
+    *,
+    push: PushEngine | None = None,
 ) -> None:
+    if push is not None:
+        scheduler.add_job(
+            push_upkeep,
+            "interval",
+            seconds=60,
+            args=(push,),
+            id="push-upkeep",
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
     scheduler.add_job(
         report_upkeep,
         "interval",

@@ -89,10 +89,55 @@ Data: the message, state (pending/sent/failed), attempts, next_at, last_error.""
 SCHEDULES = CollectionSpec("schedules")
 """Key: schedule id. Data: name, cron, template, audience, channel, enabled, last_fire."""
 
-SCHEDULE_RUNS = CollectionSpec(
-    "schedule_runs", indexes=(IndexSpec("by_schedule", ("schedule",)),)
-)
+SCHEDULE_RUNS = CollectionSpec("schedule_runs", indexes=(IndexSpec("by_schedule", ("schedule",)),))
 """Key: ``schedule:fire:trigger:ran``. Data: one run of a schedule and the push it claimed."""
+
+HOUSEHOLDS = CollectionSpec(
+    "households",
+    indexes=(IndexSpec("by_building", ("building",)), IndexSpec("by_grid", ("grid",))),
+)
+"""Key: normalised address ``building-unit-room``. Data: building, unit, room, representative,
+members (openid, name, joined_at), grid, tags: binding and handover are one compare-and-set."""
+
+MEMBERSHIPS = CollectionSpec("memberships")
+"""Key: openid. Data: household, at (a resident's one household; the household's members
+list is the truth when they differ)."""
+
+MEETINGS = CollectionSpec("meetings", indexes=(IndexSpec("by_status", ("status",)),))
+"""Key: zero-padded meeting number. Data: title, starts_at, ends_at, place, agenda, status."""
+
+RSVPS = CollectionSpec("rsvps", indexes=(IndexSpec("by_meeting_answer", ("meeting", "answer")),))
+"""Key: ``meeting:household``. Data: answer (attend/absent/maybe, "" before the representative
+answers), by, at, members' suggestions: one record per household, counted by index."""
+
+AGENDA = CollectionSpec("agenda", indexes=(IndexSpec("by_meeting", ("meeting",)),))
+"""Key: zero-padded number. Data: meeting (0: none scheduled yet), openid, household, text, at."""
+
+VOTES = CollectionSpec("votes", indexes=(IndexSpec("by_status", ("status",)),))
+"""Key: zero-padded vote number. Data: title, options, closes_at, publicity_days, seats,
+status (open/closed/final), results (ballots per option, counted at the close)."""
+
+BALLOTS = CollectionSpec("ballots", indexes=(IndexSpec("by_vote_choice", ("vote", "choice")),))
+"""Key: ``vote:household``, inserted only if absent: one ballot per household. Data: choice, by, at."""
+
+OBJECTIONS = CollectionSpec("objections", indexes=(IndexSpec("by_vote", ("vote",)),))
+"""Key: zero-padded number. Data: vote, openid, household, text, at (异议 during 公示)."""
+
+CAMPAIGNS = CollectionSpec("campaigns", indexes=(IndexSpec("by_state", ("state",)),))
+"""Key: ``<campaign>:<period>``, inserted once: one push per period, whoever asks. Data: channel,
+message (text, template_id, template_data, url), audience, state (claimed/running/done), total,
+created_at, by, the recipients (only while claimed), mass batch progress, pause, counts."""
+
+DELIVERIES = CollectionSpec(
+    "deliveries", indexes=(IndexSpec("by_campaign_state", ("campaign", "state")),)
+)
+"""Key: ``<campaign key>|<openid>``. Data: campaign, recipient, state (pending/sending/retry/
+sent/failed/unknown), errcode, reason, attempts, next_at, lease_until, owner, batch, msgid,
+sent_at: one per recipient, so a crash or a second process never sends one twice."""
+
+MASS_QUOTA = CollectionSpec("mass_quota")
+"""Key: ``<openid>|<YYYY-MM>``. Data: openid, month, count, campaigns: the mass messages a
+follower was sent that month (WeChat allows 4 a month per follower of a service account)."""
 
 SCHEMA: tuple[CollectionSpec, ...] = (
     RESIDENTS,
@@ -112,4 +157,15 @@ SCHEMA: tuple[CollectionSpec, ...] = (
     ALERTS,
     SCHEDULES,
     SCHEDULE_RUNS,
+    HOUSEHOLDS,
+    MEMBERSHIPS,
+    MEETINGS,
+    RSVPS,
+    AGENDA,
+    VOTES,
+    BALLOTS,
+    OBJECTIONS,
+    CAMPAIGNS,
+    DELIVERIES,
+    MASS_QUOTA,
 )

@@ -93,8 +93,11 @@ async def test_a_number_outside_the_menu_is_explained(harness: Harness) -> None:
     resident = harness.resident()
     menu = await resident.say("菜单") or ""
     entries = len(re.findall(r"^\d+\. ", menu, re.MULTILINE))
-    reply = await resident.say("9")
-    assert reply is not None and reply.startswith(f"没有第9项，请回复 1–{entries} 之间的数字。")
+    beyond = entries + 1
+    reply = await resident.say(str(beyond))
+    assert reply is not None and reply.startswith(
+        f"没有第{beyond}项，请回复 1–{entries} 之间的数字。"
+    )
 
 
 async def test_voice_with_recognition_is_handled_as_the_recognised_text(harness: Harness) -> None:

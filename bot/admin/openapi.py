@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.admin import assembly_openapi
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -931,3 +933,7 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+# Households, meetings and votes are described in their own module.
+DOCUMENT["paths"].update(assembly_openapi.PATHS)
+DOCUMENT["components"]["schemas"].update(assembly_openapi.SCHEMAS)

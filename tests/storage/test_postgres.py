@@ -353,6 +353,47 @@ def synthetic(collection: str, n: int) -> dict[str, Any]:
         "alerts": {"report": n, "state": "pending" if n % 1000 == 0 else "sent"},
         "schedules": {"name": f"定时{n}", "cron": "0 9 1 * *", "enabled": True},
         "schedule_runs": {"schedule": f"s{n % 20}", "fire_at": n, "ran_at": n},
+        "households": {
+            "building": f"{n % 200}",
+            "unit": "1",
+            "room": f"{n}",
+            "grid": f"g{n % 40}",
+            "representative": f"o{n}",
+            "members": [],
+        },
+        "memberships": {"household": f"{n % 200}-1-{n}", "at": n},
+        "meetings": {
+            "number": n,
+            "title": "坝坝会",
+            # Most meetings are past; one or two are scheduled at any time.
+            "status": "scheduled" if n % 500 == 0 else ("done", "cancelled")[n % 2],
+        },
+        "rsvps": {
+            "meeting": n % 300,
+            "household": f"h{n}",
+            "answer": ("attend", "absent", "maybe", "")[n % 4],
+        },
+        "agenda": {"meeting": n % 300, "openid": f"o{n % 5000}", "text": "议题"},
+        "votes": {
+            "number": n,
+            "status": "open" if n % 500 == 0 else ("closed" if n % 50 == 0 else "final"),
+        },
+        "ballots": {"vote": n % 300, "household": f"h{n}", "choice": n % 10},
+        "objections": {"vote": n % 300, "openid": f"o{n % 5000}", "text": "异议"},
+        "campaigns": {
+            "campaign": f"c{n % 50}",
+            "period": f"p{n}",
+            # Most pushes are done; a few run at any time.
+            "state": ("running", "claimed")[n % 2] if n % 500 == 0 else "done",
+        },
+        "deliveries": {
+            "campaign": f"c{n % 40}:p",
+            "recipient": f"o{n}",
+            "state": ("pending", "sending", "retry")[n % 3]
+            if n % 100 == 0
+            else ("sent", "sent", "sent", "failed", "unknown")[n % 5],
+        },
+        "mass_quota": {"openid": f"o{n}", "month": "2026-12", "count": 1, "campaigns": ["c:p"]},
         "items": {
             "owner": f"u{n % 4000}",
             "status": ("open", "done", "wait")[n % 3],
@@ -377,6 +418,12 @@ def sample_value(field: str) -> Any:
         "category": "排水",
         "cell": "15336:52031",
         "schedule": "s17",
+        "building": "17",
+        "meeting": 17,
+        "answer": "attend",
+        "vote": 17,
+        "choice": 1,
+        "campaign": "c17:p",
         "owner": "u17",
         "status": "open",
         "email": "17@x",
