@@ -32,6 +32,7 @@ from bot.domain.notify import Notifier
 from bot.domain.points import PointsDesk
 from bot.domain.push import PushEngine
 from bot.domain.reports import ReportDesk
+from bot.domain.schedules import ScheduleDesk
 from bot.domain.volunteers import VolunteerDesk
 from bot.errors import BotError
 from bot.metrics import Metrics
@@ -45,6 +46,7 @@ from bot.wechat.replies import ArticlesReply, Reply, TextReply, fit_text
 from bot.wechat.wecom import send_robot_message
 from handlers import build_router
 from schedules import jobs
+from schedules.cron import CronJobs
 from schedules.runner import SchedulerService
 from storage.activities import ActivityRepo, CatalogueRepo, RedemptionRepo, SignUpRepo
 from storage.assembly import (
@@ -60,6 +62,7 @@ from storage.ledger import LedgerRepo
 from storage.push import PushRepo
 from storage.reports import AlertRepo, GridRepo, Photo, ReportRepo
 from storage.repos import AuditRepo, ConversationRepo, FeedbackRepo, ResidentRepo, Sequences
+from storage.schedules import ScheduleRepo
 
 log = logging.getLogger("bot.app")
 
@@ -227,6 +230,19 @@ def create_app(
             ),
         )
         app[keys.PHOTOS] = photos
+        schedule_desk = ScheduleDesk(
+            ScheduleRepo(store),
+            push,
+            services.assembly.households_for,
+            services.assembly.template_context,
+            audit,
+            clock,
+            ZoneInfo(config.scheduler.timezone),
+            grace=config.scheduler.missed_run_grace_hours * 3600,
+        )
+        await schedule_desk.install_built_in()
+        app[keys.SCHEDULES] = schedule_desk
+        app[keys.CRON_JOBS] = CronJobs(schedule_desk)
         engine = Engine(
             router or build_router(),
             ConversationRepo(store),
@@ -260,7 +276,12 @@ def create_app(
             app[keys.COORDINATOR].lease("scheduler"),
             timezone=config.scheduler.timezone,
             setup_jobs=lambda scheduler: jobs.setup(
-                scheduler, app[keys.SERVICES], config, app[keys.PHOTOS], push=app[keys.PUSH]
+                scheduler,
+                app[keys.SERVICES],
+                config,
+                app[keys.PHOTOS],
+                push=app[keys.PUSH],
+                cron=app[keys.CRON_JOBS],
             ),
         )
         app[keys.SCHEDULER] = service

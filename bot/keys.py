@@ -12,11 +12,13 @@ from bot.delivery import RetryGuard
 from bot.domain.feedback import FeedbackDesk
 from bot.domain.media import PhotoKeeper
 from bot.domain.push import PushEngine
+from bot.domain.schedules import ScheduleDesk
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.tasks import TaskTracker
 from bot.wechat.client import WeChatClient
 from bot.wechat.crypto import MessageCrypto
+from schedules.cron import CronJobs
 from schedules.runner import SchedulerService
 from storage.contract import Store
 from storage.repos import AuditRepo
@@ -37,3 +39,5 @@ FEEDBACK_DESK = web.AppKey("feedback_desk", FeedbackDesk)
 WECHAT_SESSION = web.AppKey("wechat_session", aiohttp.ClientSession)
 PHOTOS = web.AppKey("photos", PhotoKeeper)
 PUSH = web.AppKey("push", PushEngine)
+SCHEDULES = web.AppKey("schedules", ScheduleDesk)
+CRON_JOBS = web.AppKey("cron_jobs", CronJobs)

@@ -11,6 +11,7 @@ from bot.domain.media import PhotoKeeper
 from bot.domain.push import PushEngine
 from bot.errors import BotError
 from bot.services import Services
+from schedules.cron import CronJobs
 
 log = logging.getLogger("schedules.jobs")
 
@@ -48,6 +49,30 @@ async def push_upkeep(push: PushEngine) -> None:
         log.error("push upkeep failed, will try again at the next run: %s", exc)
 
 
+async def vote_results(services: Services, push: PushEngine) -> int:
+    """Close votes whose time is up and push their results to every household, once."""
+    pushed = 0
+    try:
+        for closed in await services.assembly.close_due_votes():
+            recipients = await services.assembly.households_for(closed.audience)
+            campaign, _, period = closed.campaign.rpartition(":")
+            # The claim of (campaign, period) is unique: a repeat after a crash sends nothing.
+            await push.start(
+                campaign,
+                period,
+                channel="template" if services.config.assembly.notice_template_id else "custom",
+                text=closed.text,
+                recipients=recipients,
+                template_id=services.config.assembly.notice_template_id,
+                by="scheduler",
+            )
+            await services.assembly.mark_results_pushed(closed.vote.number)
+            pushed += 1
+    except BotError as exc:
+        log.error("pushing vote results failed, will try again at the next run: %s", exc)
+    return pushed
+
+
 def setup(
     scheduler: AsyncIOScheduler,
     services: Services,
@@ -55,8 +80,21 @@ def setup(
     photos: PhotoKeeper,
     *,
     push: PushEngine | None = None,
+    cron: CronJobs | None = None,
 ) -> None:
+    if cron is not None:
+        cron.setup(scheduler)
     if push is not None:
+        scheduler.add_job(
+            vote_results,
+            "interval",
+            seconds=60,
+            args=(services, push),
+            id="vote-results",
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
         scheduler.add_job(
             push_upkeep,
             "interval",

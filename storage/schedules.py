@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,8 +99,12 @@ class ScheduleRepo:
         return await self._items.delete(schedule_id)
 
     async def add_run(self, run: Run) -> None:
-        key = f"{run.schedule}:{int(run.fire_at):012d}:{run.trigger}:{int(run.ran_at * 1000):015d}"
-        await self._runs.put(
+        # Two runs may share every time (a frozen clock, two clicks): the suffix keeps both.
+        key = (
+            f"{run.schedule}:{int(run.fire_at):012d}:{run.trigger}:"
+            f"{int(run.ran_at * 1000):015d}:{secrets.token_hex(4)}"
+        )
+        await self._runs.insert(
             key,
             {
                 "schedule": run.schedule,

@@ -50,3 +50,26 @@ def test_an_every_minute_cron_finds_the_last_minute() -> None:
 def test_a_bad_cron_is_refused_in_chinese(cron: str) -> None:
     with pytest.raises(Invalid, match="cron 表达式无效"):
         next_runs(cron, SHANGHAI, at("2026-11-21T12:00"))
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "expected"),
+    [
+        ("1", {"Mon"}),
+        ("0", {"Sun"}),
+        ("7", {"Sun"}),
+        ("1-5", {"Mon", "Tue", "Wed", "Thu", "Fri"}),
+        ("0-6", {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}),
+        ("6,0", {"Sat", "Sun"}),
+        ("5-7", {"Fri", "Sat", "Sun"}),
+        ("1-5/2", {"Mon", "Wed", "Fri"}),
+        ("sat", {"Sat"}),
+    ],
+)
+def test_weekdays_count_as_in_standard_cron_not_as_apscheduler_does(
+    weekdays: str, expected: set[str]
+) -> None:
+    """Regression: APScheduler's from_crontab counts weekday 0 as Monday, so "1" (Monday
+    to anyone who knows cron) ran on Tuesdays."""
+    runs = next_runs(f"30 8 * * {weekdays}", SHANGHAI, at("2026-11-21T12:00"), 21)
+    assert {r.strftime("%a") for r in runs} == expected

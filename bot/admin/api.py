@@ -138,7 +138,7 @@ async def list_audit(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     # Imported here: those routes reuse this module's helpers, so a top-level import
     # would be circular.
-    from bot.admin import assembly_routes, report_routes, volunteer_routes
+    from bot.admin import assembly_routes, report_routes, schedule_routes, volunteer_routes
 
     app.middlewares.append(guard)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
@@ -149,3 +149,4 @@ def setup(app: web.Application) -> None:
     volunteer_routes.setup(app)
     report_routes.setup(app)
     assembly_routes.setup(app)
+    schedule_routes.setup(app)

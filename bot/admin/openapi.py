@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.admin import assembly_openapi
+from bot.admin import assembly_openapi, schedule_openapi
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -937,3 +937,5 @@ DOCUMENT: dict[str, Any] = {
 # Households, meetings and votes are described in their own module.
 DOCUMENT["paths"].update(assembly_openapi.PATHS)
 DOCUMENT["components"]["schemas"].update(assembly_openapi.SCHEMAS)
+DOCUMENT["paths"].update(schedule_openapi.PATHS)
+DOCUMENT["components"]["schemas"].update(schedule_openapi.SCHEMAS)

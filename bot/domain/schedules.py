@@ -53,8 +53,8 @@ ASSEMBLY_REMINDER = Schedule(
     template="提醒：户主坝坝会明天{time}在{place}召开，期待您参加。",
     audience="rsvp:coming",
     channel="template",
+    # Daily, but the "rsvp:coming" audience is empty except on the day before a meeting.
     period_format="%Y-%m-%d",
-    enabled=False,
 )
 BUILT_IN = (ASSEMBLY_CALL, ASSEMBLY_REMINDER)
 
@@ -87,9 +87,45 @@ class RunResult:
     text: str
 
 
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekday_part(part: str) -> str:
+    """One comma-separated part of a standard cron weekday field (0 or 7 = Sunday), in
+    APScheduler's names: its ``from_crontab`` counts 0 as Monday, so a staff member's
+    standard ``1`` (Monday) would silently run on Tuesday."""
+    base, slash, step = part.partition("/")
+    if base == "*" or not any(ch.isdigit() for ch in base):
+        return part
+    if "-" in base:
+        low, high = (int(x) for x in base.split("-", 1))
+        if not (0 <= low <= high <= 7):
+            raise ValueError(part)
+        names = [_DAY_NAMES[d] for d in range(low, high + 1)]
+        if slash:
+            return ",".join(dict.fromkeys(names[:: int(step)]))
+        # APScheduler ranges run Monday to Sunday: a range from Sunday is Sunday plus the rest.
+        if low == 0:
+            return "sun" if high == 0 else f"sun,mon-{_DAY_NAMES[high]}"
+        return f"{names[0]}-{names[-1]}"
+    day = int(base)
+    if not 0 <= day <= 7 or slash:
+        raise ValueError(part)
+    return _DAY_NAMES[day]
+
+
+def _apscheduler_crontab(cron: str) -> str:
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(cron)
+    fields[4] = ",".join(_weekday_part(p) for p in fields[4].split(","))
+    return " ".join(fields)
+
+
 def trigger(cron: str, tz: ZoneInfo) -> CronTrigger:
+    """A standard five-field cron expression (weekday 0 or 7 = Sunday) in ``tz``."""
     try:
-        return CronTrigger.from_crontab(cron.strip(), timezone=tz)
+        return CronTrigger.from_crontab(_apscheduler_crontab(cron.strip()), timezone=tz)
     except ValueError as exc:
         raise Invalid(
             f"cron 表达式无效：{cron[:40]}（格式：分 时 日 月 周，如 0 9 1 * *）"
