@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from bot import keys
 from bot.wechat.fake_api import FakeWeChatAPI
+from schedules.jobs import vote_results
 from tests.conftest import Harness
 from tests.test_admin_assembly import _post_csv
 
@@ -226,3 +227,49 @@ async def test_staff_create_a_schedule_and_bad_input_is_refused(harness: Harness
         assert status == 400 and message in error["error"], error
     assert (await harness.admin("GET", "/schedules/nope"))[0] == 404
     assert (await harness.admin("GET", "/schedules", token=None))[0] == 401
+
+
+async def test_a_push_shows_its_progress_and_its_failed_recipients(
+    harness: Harness, fake_api: FakeWeChatAPI
+) -> None:
+    await households(harness)
+    await harness.admin("PATCH", "/schedules/assembly-call", body={"template_id": "TPL-CALL"})
+    fake_api.fail_next("template_send", 43004)  # the first recipient has unfollowed
+    status, run = await harness.admin("POST", "/schedules/assembly-call/run")
+    assert status == 202
+    await settled(harness)
+    status, progress = await harness.admin("GET", f"/pushes/{run['campaign']}")
+    assert status == 200 and (progress["sent"], progress["failed"], progress["pending"]) == (
+        2,
+        1,
+        0,
+    )
+    status, failed = await harness.admin("GET", f"/pushes/{run['campaign']}/deliveries")
+    assert status == 200
+    [only] = failed["items"]
+    assert only["errcode"] == 43004 and only["openid"] in REPRESENTATIVES
+    assert (await harness.admin("GET", "/pushes/nothing:2026-12"))[0] == 404
+
+
+async def test_a_closed_vote_pushes_its_results_to_every_household_once(
+    harness: Harness, fake_api: FakeWeChatAPI
+) -> None:
+    await households(harness)
+    closes = datetime.fromtimestamp(harness.clock.now + 3600, SHANGHAI).strftime("%Y-%m-%dT%H:%M")
+    body = {
+        "title": "最美居民户",
+        "options": ["3栋2单元", "5栋1单元"],
+        "closes_at": closes,
+        "publicity_days": 5,
+    }
+    status, _ = await harness.admin("POST", "/votes", body=body)
+    assert status == 201
+    services, push = harness.app[keys.SERVICES], harness.app[keys.PUSH]
+    assert await vote_results(services, push) == 0  # still open
+    harness.clock.advance(2 * 3600)
+    assert await vote_results(services, push) == 1
+    assert await vote_results(services, push) == 0  # pushed once
+    await settled(harness)
+    for representative in REPRESENTATIVES:
+        [text] = fake_api.sent_texts(representative)
+        assert text.startswith("【投票结果】最美居民户")

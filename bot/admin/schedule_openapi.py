@@ -161,6 +161,52 @@ PATHS: dict[str, Any] = {
     },
 }
 
+_KEY = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "<campaign>:<period>, e.g. assembly-call:2026-12",
+}
+_PUSH_ERRORS = {**_ERRORS, "404": _json(_ERROR, "No such push")}
+PATHS.update(
+    {
+        "/pushes/{key}": {
+            "get": {
+                "summary": "A push's progress while it runs (pending, sending, sent, failed, unknown)",
+                "parameters": [_KEY],
+                "responses": {"200": _json({"type": "object"}, "Progress"), **_PUSH_ERRORS},
+            }
+        },
+        "/pushes/{key}/deliveries": {
+            "get": {
+                "summary": "Recipients in one state (default failed), with WeChat's error code",
+                "parameters": [
+                    _KEY,
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {
+                            "enum": ["pending", "retry", "sending", "sent", "failed", "unknown"]
+                        },
+                    },
+                ],
+                "responses": {"200": _json({"type": "object"}, "Deliveries"), **_PUSH_ERRORS},
+            }
+        },
+        "/pushes/{key}/retry-unknown": {
+            "post": {
+                "summary": "Send again the deliveries whose answer was lost (some may arrive twice; audited)",
+                "parameters": [_KEY],
+                "responses": {
+                    "200": _json({"type": "object"}, "How many went back to pending"),
+                    **_PUSH_ERRORS,
+                },
+            }
+        },
+    }
+)
+
 SCHEMAS: dict[str, Any] = {
     "Schedule": {
         "type": "object",

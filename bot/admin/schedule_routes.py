@@ -127,6 +127,37 @@ async def runs(request: web.Request) -> web.Response:
     return web.json_response({"items": [await _run(request, desk, r) for r in found]})
 
 
+async def push_progress(request: web.Request) -> web.Response:
+    """A push's progress while it runs: pending, sending, sent, failed, unknown."""
+    progress = await request.app[keys.PUSH].progress(request.match_info["key"])
+    return web.json_response(progress.to_doc())
+
+
+async def push_deliveries(request: web.Request) -> web.Response:
+    """The recipients of a push in one state (``?state=failed`` by default), with WeChat's code."""
+    state = request.query.get("state", "failed")
+    found = await request.app[keys.PUSH].deliveries(request.match_info["key"], state, limit=500)
+    items = [
+        {
+            "openid": d.recipient,
+            "state": d.state,
+            "errcode": d.errcode,
+            "reason": d.reason,
+            "attempts": d.attempts,
+        }
+        for d in found
+    ]
+    return web.json_response({"items": items})
+
+
+async def push_retry_unknown(request: web.Request) -> web.Response:
+    """Staff decide to send again what may or may not have arrived (audited)."""
+    push = request.app[keys.PUSH]
+    key = request.match_info["key"]
+    again = await push.retry_unknown(key, by=operator_name(request))
+    return web.json_response({"retried": again, "progress": (await push.progress(key)).to_doc()})
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/schedules", list_schedules)
@@ -138,3 +169,6 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/schedules/{{id}}/preview", preview)
     r.add_post(f"{PREFIX}/schedules/{{id}}/run", run_now)
     r.add_get(f"{PREFIX}/schedules/{{id}}/runs", runs)
+    r.add_get(f"{PREFIX}/pushes/{{key}}", push_progress)
+    r.add_get(f"{PREFIX}/pushes/{{key}}/deliveries", push_deliveries)
+    r.add_post(f"{PREFIX}/pushes/{{key}}/retry-unknown", push_retry_unknown)
