@@ -141,20 +141,7 @@ def create_app(
             audit,
             clock,
         )
-        volunteers = VolunteerDesk(
-            ActivityRepo(store),
-            SignUpRepo(store),
-            sequences,
-            points,
-            audit,
-            app[keys.WECHAT],
-            Notifier(app[keys.WECHAT], template_id=config.volunteer.reminder_template_id),
-            clock,
-            ZoneInfo(config.scheduler.timezone),
-            waitlist_max=config.volunteer.waitlist_max,
-        )
         wechat = app[keys.WECHAT]
-        report_repo = ReportRepo(store)
         tasks = app[keys.TASKS]
 
         def spawn(job: Awaitable[object], name: str) -> None:
@@ -172,6 +159,21 @@ def create_app(
         )
         app[keys.PUSH] = push
         spawn(push.resume(), "push-resume")
+        volunteers = VolunteerDesk(
+            ActivityRepo(store),
+            SignUpRepo(store),
+            sequences,
+            points,
+            audit,
+            app[keys.WECHAT],
+            Notifier(app[keys.WECHAT], template_id=config.volunteer.reminder_template_id),
+            clock,
+            ZoneInfo(config.scheduler.timezone),
+            pusher=push,
+            reminder_template_id=config.volunteer.reminder_template_id,
+            waitlist_max=config.volunteer.waitlist_max,
+        )
+        report_repo = ReportRepo(store)
         photos = PhotoKeeper(wechat, report_repo, _media_dir(config), clock)
 
         async def fetch_photo(number: int, photo: Photo) -> None:

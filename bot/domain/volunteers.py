@@ -20,6 +20,7 @@ from bot.domain import timefmt
 from bot.domain.errors import Invalid, NotFound, Refused
 from bot.domain.notify import Notifier
 from bot.domain.points import PointsDesk
+from bot.domain.schedules import Pusher
 from bot.redact import mask
 from bot.wechat.client import QR_MAX_EXPIRE_SECONDS, WeChatClient
 from storage.activities import (
@@ -115,6 +116,8 @@ class VolunteerDesk:
         clock: Callable[[], float],
         tz: ZoneInfo,
         *,
+        pusher: Pusher,
+        reminder_template_id: str = "",
         waitlist_max: int = 200,
     ) -> None:
         self._activities = activities
@@ -127,6 +130,8 @@ class VolunteerDesk:
         self._clock = clock
         self.tz = tz
         self._waitlist_max = waitlist_max
+        self._pusher = pusher
+        self._reminder_template_id = reminder_template_id
 
     # --- reading ------------------------------------------------------------------
 
@@ -498,16 +503,31 @@ class VolunteerDesk:
                 continue
             time = timefmt.span(after.starts_at, after.ends_at, self.tz)
             fields = {"keyword1": after.title, "keyword2": time, "keyword3": after.place}
-            for openid in after.members:
-                await self._notifier.tell(
-                    openid,
+            # Through the push engine: one delivery record per volunteer, sent once even
+            # across a crash or two processes, with WeChat's answer kept for staff.
+            for campaign, text, people in (
+                (
+                    "activity-reminder",
                     REMINDER.format(title=after.title, time=time, place=after.place),
-                    fields=fields,
-                )
-            for openid in after.waitlist:
-                await self._notifier.tell(
-                    openid, NOT_PROMOTED.format(title=after.title, time=time), fields=fields
-                )
+                    after.members,
+                ),
+                (
+                    "activity-waitlist",
+                    NOT_PROMOTED.format(title=after.title, time=time),
+                    after.waitlist,
+                ),
+            ):
+                if people:
+                    await self._pusher.start(
+                        campaign,
+                        str(after.number),
+                        channel="template" if self._reminder_template_id else "custom",
+                        text=text,
+                        recipients=list(people),
+                        template_id=self._reminder_template_id,
+                        template_data={"first": text.split("\n", 1)[0], **fields, "remark": text},
+                        by="scheduler",
+                    )
             log.info(
                 "reminded activity %s: %s members, %s on the waitlist",
                 after.number,
