@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot import keys
-from bot.admin.api import PREFIX, json_body, operator_name, page_limit, query_int
+from bot.admin.api import PREFIX, json_body, operator_name, page_limit, path_number, query_int
 from bot.domain import timefmt
 from bot.domain.assembly import AssemblyDesk, RsvpCounts
-from bot.domain.errors import Invalid, NotFound
+from bot.domain.errors import Invalid
 from bot.domain.households import HouseholdDesk, ImportReport
 from storage.assembly import ANSWERS, VOTE_OPEN, AgendaItem, Meeting, Objection, Rsvp, Vote
 from storage.households import Household
@@ -33,13 +33,6 @@ def _households(request: web.Request) -> HouseholdDesk:
 
 def _assembly(request: web.Request) -> AssemblyDesk:
     return request.app[keys.SERVICES].assembly
-
-
-def _path_number(request: web.Request, what: str) -> int:
-    raw = request.match_info["number"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise NotFound(f"没有编号为 {raw[:16]} 的{what}")
-    return int(raw)
 
 
 def _iso(at: float | None, tz: ZoneInfo) -> str | None:
@@ -285,13 +278,13 @@ async def list_meetings(request: web.Request) -> web.Response:
 
 async def get_meeting(request: web.Request) -> web.Response:
     desk = _assembly(request)
-    meeting = await desk.meeting(_path_number(request, "会议"))
+    meeting = await desk.meeting(path_number(request, "会议"))
     return web.json_response(await _meeting(desk, meeting))
 
 
 async def edit_meeting(request: web.Request) -> web.Response:
     desk = _assembly(request)
-    number = _path_number(request, "会议")
+    number = path_number(request, "会议")
     meeting = await desk.edit_meeting(
         number, await json_body(request), actor=operator_name(request)
     )
@@ -300,7 +293,7 @@ async def edit_meeting(request: web.Request) -> web.Response:
 
 async def cancel_meeting(request: web.Request) -> web.Response:
     desk = _assembly(request)
-    number = _path_number(request, "会议")
+    number = path_number(request, "会议")
     reason = (await json_body(request)).get("reason", "")
     if not isinstance(reason, str):
         raise Invalid("reason 必须是文字")
@@ -310,7 +303,7 @@ async def cancel_meeting(request: web.Request) -> web.Response:
 
 async def meeting_rsvps(request: web.Request) -> web.Response:
     desk = _assembly(request)
-    meeting = await desk.meeting(_path_number(request, "会议"))
+    meeting = await desk.meeting(path_number(request, "会议"))
     answer = request.query.get("answer")
     if answer is not None and answer not in ANSWERS:
         raise Invalid(f"参数 answer 必须是 {' / '.join(ANSWERS)} 之一")
@@ -356,14 +349,14 @@ async def list_votes(request: web.Request) -> web.Response:
 
 async def get_vote(request: web.Request) -> web.Response:
     desk = _assembly(request)
-    number = _path_number(request, "投票")
+    number = path_number(request, "投票")
     await desk.settle()  # a vote whose time is up is counted before it is shown
     return web.json_response(await _vote(desk, await desk.vote(number)))
 
 
 async def vote_objections(request: web.Request) -> web.Response:
     desk = _assembly(request)
-    found = await desk.objections(_path_number(request, "投票"))
+    found = await desk.objections(path_number(request, "投票"))
     return web.json_response({"items": [_objection(o, desk.tz) for o in found]})
 
 

@@ -9,20 +9,25 @@ timezone.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from bot import keys
-from bot.admin.api import PREFIX, json_body, operator_name, page_limit, query_int
+from bot.admin.api import (
+    PREFIX,
+    csv_response,
+    json_body,
+    operator_name,
+    page_limit,
+    path_number,
+    query_int,
+)
 from bot.domain import report_stats, timefmt
-from bot.domain.errors import Invalid, NotFound
+from bot.domain.errors import Invalid
 from bot.domain.report_stats import ReportFilter
 from bot.domain.reports import STATE_NAMES, ReportDesk
 from storage.reports import Grid, Photo, Report, ReportRepo, Transition
@@ -52,8 +57,6 @@ CSV_COLUMNS = (
     "关闭时间",
     "最新处理说明",
 )
-# A spreadsheet runs a cell starting with one of these as a formula: residents write the text.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _desk(request: web.Request) -> ReportDesk:
@@ -63,13 +66,6 @@ def _desk(request: web.Request) -> ReportDesk:
 def _repo(request: web.Request) -> ReportRepo:
     # The desk has no bulk read; the repository is a stateless view of the shared store.
     return ReportRepo(request.app[keys.STORE])
-
-
-def _number(request: web.Request) -> int:
-    raw = request.match_info["number"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise NotFound(f"没有编号为 {raw[:16]} 的报事")
-    return int(raw)
 
 
 def _iso(at: float | None, tz: ZoneInfo) -> str | None:
@@ -158,46 +154,33 @@ def _grid(g: Grid, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def _cell(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _local_minute(at: float | None, tz: ZoneInfo) -> str:
     return "" if at is None else f"{timefmt.local(at, tz):%Y-%m-%d %H:%M}"
 
 
 def _csv_row(r: Report, tz: ZoneInfo, grids: dict[str, str]) -> list[object]:
     return [
-        _cell(v)
-        for v in (
-            r.number,
-            STATE_NAMES.get(r.state, r.state),
-            r.category,
-            r.text or "（语音）",
-            r.grid,
-            grids.get(r.grid, r.grid) if r.grid else DEFAULT_QUEUE_NAME,
-            r.label,
-            r.lat,
-            r.lng,
-            r.reporter,
-            len(r.followers),
-            r.assignee,
-            r.rating,
-            len(r.photos),
-            r.reopened,
-            r.duplicate_of,
-            _local_minute(r.created_at, tz),
-            _local_minute(r.accepted_at, tz),
-            _local_minute(r.resolved_at, tz),
-            _local_minute(r.closed_at, tz),
-            report_stats.latest_staff_note(r),
-        )
+        r.number,
+        STATE_NAMES.get(r.state, r.state),
+        r.category,
+        r.text or "（语音）",
+        r.grid,
+        grids.get(r.grid, r.grid) if r.grid else DEFAULT_QUEUE_NAME,
+        r.label,
+        r.lat,
+        r.lng,
+        r.reporter,
+        len(r.followers),
+        r.assignee,
+        r.rating,
+        len(r.photos),
+        r.reopened,
+        r.duplicate_of,
+        _local_minute(r.created_at, tz),
+        _local_minute(r.accepted_at, tz),
+        _local_minute(r.resolved_at, tz),
+        _local_minute(r.closed_at, tz),
+        report_stats.latest_staff_note(r),
     ]
 
 
@@ -225,23 +208,12 @@ async def export_reports(request: web.Request) -> web.Response:
     wanted = await _filter(request)
     found = await report_stats.select(_repo(request), wanted.matches)
     grids = _grid_names(await desk.grids.all())
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for r in found:
-        writer.writerow(_csv_row(r, desk.tz, grids))
     today = f"{timefmt.local(request.app[keys.SERVICES].clock(), desk.tz):%Y%m%d}"
-    titled = quote(f"报事-{today}.csv", safe="")
-    return web.Response(
-        # The BOM makes Excel read the file as UTF-8 (Chinese otherwise shows as mojibake).
-        body=("\ufeff" + out.getvalue()).encode("utf-8"),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={
-            "Content-Disposition": (
-                f"attachment; filename=\"reports-{today}.csv\"; filename*=UTF-8''{titled}"
-            )
-        },
+    return csv_response(
+        CSV_COLUMNS,
+        (_csv_row(r, desk.tz, grids) for r in found),
+        filename=f"reports-{today}.csv",
+        title=f"报事-{today}.csv",
     )
 
 
@@ -274,14 +246,14 @@ async def summary(request: web.Request) -> web.Response:
 
 async def get_report(request: web.Request) -> web.Response:
     desk = _desk(request)
-    found = await desk.get(_number(request))
+    found = await desk.get(path_number(request, "报事"))
     grids = _grid_names(await desk.grids.all())
     return web.json_response(_detail(found, desk.tz, grids))
 
 
 async def set_state(request: web.Request) -> web.Response:
     desk = _desk(request)
-    number = _number(request)
+    number = path_number(request, "报事")
     body = await json_body(request)
     state, note = body.get("state"), body.get("note", "")
     if not isinstance(state, str):
@@ -295,7 +267,7 @@ async def set_state(request: web.Request) -> web.Response:
 
 async def transfer(request: web.Request) -> web.Response:
     desk = _desk(request)
-    number = _number(request)
+    number = path_number(request, "报事")
     target = (await json_body(request)).get("grid")
     if not isinstance(target, str) or not target.strip():
         raise Invalid("需要字段 grid（网格编号或名称）")

@@ -8,18 +8,23 @@ timezone, as staff type them.
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from bot import keys
-from bot.admin.api import PREFIX, json_body, operator_name, page_limit, query_int
+from bot.admin.api import (
+    PREFIX,
+    csv_response,
+    json_body,
+    operator_name,
+    page_limit,
+    path_number,
+    query_int,
+)
 from bot.domain import timefmt
-from bot.domain.errors import Invalid, NotFound
+from bot.domain.errors import Invalid
 from bot.domain.points import POINTS, PointsDesk, StockedItem
 from bot.domain.volunteers import VolunteerDesk
 from storage.activities import FAILED, ISSUED, PENDING, USED, Activity, Redemption
@@ -44,13 +49,6 @@ def _volunteers(request: web.Request) -> VolunteerDesk:
 
 def _points(request: web.Request) -> PointsDesk:
     return request.app[keys.SERVICES].points
-
-
-def _path_number(request: web.Request, what: str) -> int:
-    raw = request.match_info["number"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise NotFound(f"没有编号为 {raw[:16]} 的{what}")
-    return int(raw)
 
 
 def _iso(at: float | None, tz: ZoneInfo) -> str | None:
@@ -80,12 +78,6 @@ def _idempotency_key(request: web.Request, body: dict[str, Any]) -> str | None:
     ):
         raise Invalid(f"key（或 {IDEMPOTENCY_HEADER}）必须是1到{MAX_IDEMPOTENCY_KEY}个字符")
     return key
-
-
-def _cell(value: object) -> object:
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    return value
 
 
 # --- views --------------------------------------------------------------------------
@@ -193,13 +185,13 @@ async def list_activities(request: web.Request) -> web.Response:
 
 async def get_activity(request: web.Request) -> web.Response:
     desk = _volunteers(request)
-    activity = await desk.get(_path_number(request, "活动"))
+    activity = await desk.get(path_number(request, "活动"))
     return web.json_response(_activity_detail(activity, desk.tz))
 
 
 async def edit_activity(request: web.Request) -> web.Response:
     desk = _volunteers(request)
-    number = _path_number(request, "活动")
+    number = path_number(request, "活动")
     body = await json_body(request)
     activity = await desk.edit(number, body, actor=operator_name(request))
     return web.json_response(_activity_detail(activity, desk.tz))
@@ -207,7 +199,7 @@ async def edit_activity(request: web.Request) -> web.Response:
 
 async def cancel_activity(request: web.Request) -> web.Response:
     desk = _volunteers(request)
-    number = _path_number(request, "活动")
+    number = path_number(request, "活动")
     reason = (await json_body(request)).get("reason", "")
     if not isinstance(reason, str):
         raise Invalid("reason 必须是文字")
@@ -217,28 +209,18 @@ async def cancel_activity(request: web.Request) -> web.Response:
 
 async def attendance(request: web.Request) -> web.Response:
     desk = _volunteers(request)
-    activity = await desk.get(_path_number(request, "活动"))
+    activity = await desk.get(path_number(request, "活动"))
     form = request.query.get("format", "csv")
     if form not in ("csv", "json"):
         raise Invalid("参数 format 必须是 csv 或 json")
     rows = desk.attendance(activity)
     if form == "json":
         return web.json_response({"activity": _activity(activity, desk.tz), "rows": rows})
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([header for _, header in ATTENDANCE_COLUMNS])
-    for row in rows:
-        writer.writerow(_cell(row[key]) for key, _ in ATTENDANCE_COLUMNS)
-    name = f"activity-{activity.number}-attendance.csv"
-    titled = quote(f"{activity.title}-签到表.csv", safe="")
-    return web.Response(
-        # The BOM makes Excel read the file as UTF-8 (Chinese otherwise shows as mojibake).
-        body=("\ufeff" + out.getvalue()).encode("utf-8"),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={
-            "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{titled}"
-        },
+    return csv_response(
+        [header for _, header in ATTENDANCE_COLUMNS],
+        ([row[key] for key, _ in ATTENDANCE_COLUMNS] for row in rows),
+        filename=f"activity-{activity.number}-attendance.csv",
+        title=f"{activity.title}-签到表.csv",
     )
 
 
@@ -315,7 +297,7 @@ async def add_item(request: web.Request) -> web.Response:
 
 
 async def edit_item(request: web.Request) -> web.Response:
-    number = _path_number(request, "兑换物品")
+    number = path_number(request, "兑换物品")
     body = await json_body(request)
     changed = await _points(request).change_item(
         number,
@@ -328,7 +310,7 @@ async def edit_item(request: web.Request) -> web.Response:
 
 
 async def restock(request: web.Request) -> web.Response:
-    number = _path_number(request, "兑换物品")
+    number = path_number(request, "兑换物品")
     body = await json_body(request)
     stocked = await _points(request).restock(
         number,
