@@ -25,7 +25,7 @@ from bot.wechat.replies import Reply
 from handlers.household import KEYWORDS as HOUSEHOLD_KEYWORDS
 from handlers.household import start_binding
 from handlers.menu import MainMenu
-from handlers.words import NO, YES
+from handlers.words import NO, YES, list_choice
 from storage.assembly import ABSENT, ATTEND, MAYBE, Vote
 
 RSVP = "assembly:rsvp"
@@ -170,9 +170,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(VOTE_WHICH), Number())
     async def which_vote(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[int] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return f"没有第{n}项，请回复 1–{len(ids)} 之间的序号。"
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         try:
             vote = await s.assembly.vote(ids[n - 1])
         except DomainError as exc:
@@ -189,9 +189,9 @@ def build(menu: MainMenu) -> Router[Services]:
         except DomainError as exc:
             ctx.clear()
             return str(exc)
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(vote.options):
-            return f"没有第{n}项，请回复 1–{len(vote.options)} 之间的序号。"
+        n = list_choice(msg, len(vote.options))
+        if isinstance(n, str):
+            return n
         ctx.set_state(VOTE_CONFIRM, choice=n - 1)
         return VOTE_CONFIRM_ASK.format(n=n, option=vote.options[n - 1])
 
@@ -249,9 +249,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(OBJECTION_WHICH), Number())
     async def objection_pick(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[int] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return f"没有第{n}项，请回复 1–{len(ids)} 之间的序号。"
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         text = str(ctx.data.get("text", ""))
         if text:
             return await _take_objection(msg, ctx, s, ids[n - 1], text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from bot.conversation.context import Context
 from bot.conversation.router import AnyText, Number, Router, State, Text
-from bot.conversation.text import as_number
 from bot.domain import timefmt
 from bot.domain.errors import DomainError
 from bot.domain.households import MAX_NAME, Address, Outcome
@@ -18,7 +17,7 @@ from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import Reply
 from handlers.menu import MainMenu
-from handlers.words import NO, YES
+from handlers.words import NO, YES, list_choice
 from storage.households import Household
 
 ADDRESS = "household:address"
@@ -217,9 +216,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(HANDOVER), Number())
     async def pick_heir(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[str] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return f"没有第{n}项，请回复 1–{len(ids)} 之间的序号。"
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         household = await s.households.of(msg.source)
         if household is None or household.member(ids[n - 1]) is None:
             ctx.clear()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from bot.conversation.context import Context
 from bot.conversation.router import Number, Router, State, Text
-from bot.conversation.text import as_number
 from bot.domain import timefmt
 from bot.domain.errors import DomainError
 from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import Reply
 from handlers.menu import MainMenu
-from handlers.words import NO, YES
+from handlers.words import NO, YES, list_choice
 from storage.activities import ISSUED
 from storage.ledger import Entry
 
@@ -25,7 +24,6 @@ NO_POINTS = "您还没有志愿积分。参加志愿活动并扫码签到就能�
 NO_HISTORY = "您还没有积分记录。"
 HISTORY_END = "以上是全部记录。"
 EMPTY_CATALOGUE = "目前没有可以兑换的物品，请留意社区通知。"
-PICK_RANGE = "没有第{n}项，请回复 1–{k} 之间的序号。"
 PICK_HINT = "请回复物品前面的序号，或回复“取消”退出。"
 CONFIRM = "兑换“{name}”需要{cost}积分，兑换后您还剩{left}积分。\n1. 确认兑换\n2. 不兑换"
 CONFIRM_HINT = "请回复 1 确认兑换，或回复 2 不兑换。"
@@ -119,9 +117,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(PICKING), Number())
     async def pick(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[int] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return PICK_RANGE.format(n=n, k=len(ids))
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         stocked = {i.item.number: i for i in await s.points.catalogue(active_only=True)}
         chosen = stocked.get(ids[n - 1])
         if chosen is None or chosen.stock <= 0:

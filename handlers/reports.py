@@ -20,7 +20,7 @@ from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import Reply
 from handlers.menu import MainMenu
-from handlers.words import NO, YES
+from handlers.words import NO, YES, list_choice
 from storage.reports import RESOLVED, Photo, Report
 
 CATEGORY = "report:category"
@@ -66,9 +66,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(CATEGORY), Number())
     async def category(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         categories = s.reports.config.categories
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(categories):
-            return f"没有第{n}项，请回复 1–{len(categories)} 之间的序号。"
+        n = list_choice(msg, len(categories))
+        if isinstance(n, str):
+            return n
         ctx.set_state(DESCRIBING, category=categories[n - 1])
         return f"类别：{categories[n - 1]}\n{ASK_TEXT}"
 
@@ -230,9 +230,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(MINE), Number())
     async def detail(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[int] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return f"没有第{n}项，请回复 1–{len(ids)} 之间的序号。"
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         report = await s.reports.get(ids[n - 1])
         text = report_details(report, s)
         if report.reporter == msg.source and report.state == RESOLVED:

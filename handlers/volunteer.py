@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bot.conversation.context import Context
 from bot.conversation.router import Number, Router, State, Text
-from bot.conversation.text import as_number
 from bot.domain import timefmt
 from bot.domain.errors import DomainError
 from bot.domain.volunteers import Outcome
@@ -12,7 +11,7 @@ from bot.services import Services
 from bot.wechat.messages import Message
 from bot.wechat.replies import MAX_TEXT_BYTES, Reply
 from handlers.menu import MainMenu
-from handlers.words import NO, YES
+from handlers.words import NO, YES, list_choice
 from storage.activities import Activity
 
 PICKING = "volunteer:pick"
@@ -24,7 +23,6 @@ LIST_SIZE = 9  # more than a phone screen of choices helps no one
 NONE_OPEN = "近期没有可以报名的志愿活动。有新活动时，回复“报名”就能看到。"
 LIST_HEAD = "近期志愿活动（回复序号查看详情）："
 LIST_FOOT = "回复“取消”退出。"
-PICK_RANGE = "没有第{n}项，请回复 1–{k} 之间的序号。"
 PICK_HINT = "请回复活动前面的序号，或回复“取消”退出。"
 CONFIRM_HINT = "请回复 1 确认，或回复 2 返回列表。"
 SIGNED_UP = "报名成功！\n《{title}》\n时间：{time}\n地点：{place}\n活动开始前会提醒您；到场后扫描活动签到码签到{earn}。\n回复“我的报名”可查看或取消。"
@@ -74,9 +72,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(PICKING), Number())
     async def pick(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[int] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return PICK_RANGE.format(n=n, k=len(ids))
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         try:
             activity = await s.volunteers.get(ids[n - 1])
         except DomainError as exc:
@@ -143,9 +141,9 @@ def build(menu: MainMenu) -> Router[Services]:
     @router.on(State(MINE), Number())
     async def pick_mine(msg: Message, ctx: Context, s: Services) -> Reply | str | None:
         ids: list[int] = list(ctx.data.get("ids", ()))
-        n = as_number(msg.text) or 0
-        if not 1 <= n <= len(ids):
-            return PICK_RANGE.format(n=n, k=len(ids))
+        n = list_choice(msg, len(ids))
+        if isinstance(n, str):
+            return n
         activity = await s.volunteers.get(ids[n - 1])
         ctx.set_state(CANCELLING, activity=activity.number)
         time = timefmt.span(activity.starts_at, activity.ends_at, s.volunteers.tz)

@@ -223,10 +223,7 @@ class VolunteerDesk:
             if openid not in current.members:
                 raise NotFound(f"您没有报名《{current.title}》。")
             members = tuple(o for o in current.members if o != openid)
-            waitlist = current.waitlist
-            while waitlist and len(members) < current.capacity:
-                promoted.append(waitlist[0])
-                members, waitlist = (*members, waitlist[0]), waitlist[1:]
+            members, waitlist = _fill(members, current.waitlist, current.capacity, promoted)
             return replace(current, members=members, waitlist=waitlist)
 
         _, after = await self._change(activity.number, leave)
@@ -387,10 +384,7 @@ class VolunteerDesk:
                 raise Refused(
                     f"已有{len(current.members)}人报名，名额不能少于{len(current.members)}"
                 )
-            members, waitlist = current.members, current.waitlist
-            while waitlist and len(members) < draft.capacity:
-                promoted.append(waitlist[0])
-                members, waitlist = (*members, waitlist[0]), waitlist[1:]
+            members, waitlist = _fill(current.members, current.waitlist, draft.capacity, promoted)
             return replace(
                 current,
                 title=draft.title,
@@ -632,6 +626,15 @@ def scene_activity(scene: str | None) -> int | None:
         return None
     raw = scene[len(SCENE_PREFIX) :]
     return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+def _fill(
+    members: tuple[str, ...], waitlist: tuple[str, ...], capacity: int, promoted: list[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Promote from the head of the waitlist while places are free; names go to ``promoted``."""
+    free = max(capacity - len(members), 0)
+    promoted.extend(waitlist[:free])
+    return (*members, *waitlist[:free]), waitlist[free:]
 
 
 def _status_of(activity: Activity, openid: str) -> str | None:
