@@ -78,11 +78,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -93,7 +90,15 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from procstat import cpu_seconds, free_port  # noqa: E402
+from fill import PG_DSN, fill_postgres, fill_tinydb  # noqa: E402
+from procstat import (  # noqa: E402
+    Failure,
+    cpu_seconds,
+    free_port,
+    quantile,
+    server_log_problems,
+    wait_until_up,
+)
 
 from bot.config import ReportsConfig  # noqa: E402
 from bot.domain.geo import EARTH_RADIUS_M, parse_area  # noqa: E402
@@ -117,13 +122,11 @@ from storage.reports import (  # noqa: E402
     report_key,
 )
 from storage.schema import SCHEMA  # noqa: E402
-from storage.tinydb_journal import write_snapshot  # noqa: E402
 from storage.tinydb_store import TinyDBStore  # noqa: E402
 
 TOKEN = "benchToken2026"
 APP_ID = "wx1234567890abcdef"
 APP_SECRET = "benchSecret2026"
-PG_DSN = os.environ.get("GONGZHI_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GONGZHI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CONFIGS = ("tinydb", "pg-1p", "pg-redis-2p")
 LABELS = {
@@ -145,7 +148,6 @@ DESCRIPTIONS = {
     "其他": "路灯晚上不亮，走路看不清",
 }
 WORKERS_PER_GRID = 2
-LOAD_BATCH = 50_000
 DAY = 86_400.0
 HOUR = 3600.0
 ALERT_WAIT = 30.0  # seconds to wait, after a batch, for its last alerts
@@ -490,54 +492,7 @@ def build_community(residents: int, closed: int, opened: int, now: float) -> Com
     return Community(residents, len(reports), len(records["alerts"]), open_list, records)
 
 
-def batches(records: list[Record], size: int) -> Iterator[list[Record]]:
-    for start in range(0, len(records), size):
-        yield records[start : start + size]
-
-
-async def fill_postgres(namespace: str, community: Community) -> float:
-    started = time.perf_counter()
-    admin = await asyncpg.connect(PG_DSN, timeout=10, command_timeout=600)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{namespace}"')
-        store = PostgresStore(PG_DSN, SCHEMA, namespace=namespace, pool_size=4)
-        await store.open()
-        try:
-            for name, records in community.records.items():
-                for batch in batches(records, LOAD_BATCH):
-                    await store.load(name, batch, timeout=600)
-        finally:
-            await store.close()
-        await admin.execute(f'VACUUM ANALYZE "{namespace}".records')
-    finally:
-        await admin.close()
-    return time.perf_counter() - started
-
-
-def fill_tinydb(directory: Path, community: Community) -> float:
-    started = time.perf_counter()
-    for name, records in community.records.items():
-        write_snapshot(directory, name, 0, records)
-    return time.perf_counter() - started
-
-
 # --- a server -----------------------------------------------------------------------------
-
-
-def wait_until_up(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server on port {port} exited with status {proc.returncode}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/wechat", data=b"x", timeout=1)
-        except urllib.error.HTTPError:
-            return  # it answers (with a refusal for our junk): it is up
-        except OSError:
-            time.sleep(0.1)
-            continue
-        return
-    raise RuntimeError(f"the server on port {port} did not start within {seconds:.0f} s")
 
 
 # --- the conversations --------------------------------------------------------------------
@@ -564,15 +519,6 @@ class Filed:
     plan: Plan
     number: int
     replied_at: float  # perf_counter when the client had the 报事已提交 reply
-
-
-@dataclass
-class Failure:
-    conversation: int
-    resident: str
-    step: str
-    status: int
-    reply: str
 
 
 @dataclass
@@ -639,10 +585,10 @@ class Target:
         rows = sum(len(r) for r in community.records.values())
         if self.postgres:
             self.schema_created = True
-            seconds = await fill_postgres(self.pg_schema, community)
+            seconds = await fill_postgres(self.pg_schema, community.records)
         else:
             self.data.mkdir()
-            seconds = await asyncio.to_thread(fill_tinydb, self.data, community)
+            seconds = await asyncio.to_thread(fill_tinydb, self.data, community.records)
         print(
             f"  {self.name}: {self.residents:,} residents, {rows:,} records "
             f"(reports {len(community.records['reports']):,}, "
@@ -988,11 +934,6 @@ async def converse(session: aiohttp.ClientSession, url: str, p: Plan, batch: Bat
 # --- the report ---------------------------------------------------------------------------
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def figures(batch: Batch) -> dict[str, float]:
     done = max(batch.conversations, 1)
     conv = batch.conversation_s or [0.0]
@@ -1034,14 +975,6 @@ def show(name: str, f: dict[str, float]) -> None:
         f"{f['alerts_missing']:.0f} alerts missing)",
         flush=True,
     )
-
-
-def server_log_problems(target: Target, limit: int = 20) -> list[str]:
-    if not target.log.exists():
-        return []
-    lines = target.log.read_text(encoding="utf-8", errors="replace").splitlines()
-    # The start-up probe's junk POST is refused by design; everything else is news.
-    return [ln for ln in lines if ln.strip() and "bad_timestamp: ''" not in ln][:limit]
 
 
 async def main() -> None:
@@ -1110,7 +1043,7 @@ async def main() -> None:
         for target in targets:
             await target.stop()
             problems[target.name] = await target.verify()
-            logs[target.name] = server_log_problems(target)
+            logs[target.name] = server_log_problems(target.log)
     finally:
         for target in targets:
             await target.stop()

@@ -60,11 +60,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,7 +72,15 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from procstat import cpu_seconds, free_port  # noqa: E402
+from fill import PG_DSN, fill_postgres, fill_tinydb  # noqa: E402
+from procstat import (  # noqa: E402
+    Failure,
+    cpu_seconds,
+    free_port,
+    quantile,
+    server_log_problems,
+    wait_until_up,
+)
 
 from bot.wechat.replies import cdata  # noqa: E402
 from bot.wechat.signature import url_signature  # noqa: E402
@@ -84,12 +89,10 @@ from storage.contract import Record, Store  # noqa: E402
 from storage.ledger import entry_key  # noqa: E402
 from storage.postgres_store import PostgresStore  # noqa: E402
 from storage.schema import SCHEMA  # noqa: E402
-from storage.tinydb_journal import write_snapshot  # noqa: E402
 from storage.tinydb_store import TinyDBStore  # noqa: E402
 
 TOKEN = "benchToken2026"
 APP_ID = "wx1234567890abcdef"
-PG_DSN = os.environ.get("GONGZHI_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GONGZHI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CONFIGS = ("tinydb", "pg-1p", "pg-redis-2p")
 LABELS = {
@@ -106,7 +109,6 @@ SMALL_POSITION = 3  # the full activity is the 3rd soonest, so it is on the list
 SMALL_EVERY = 40  # every 40th conversation asks for the full activity
 WAITLIST_CAP = 150  # below the server's default waitlist_max (200)
 VISIBLE = 9  # the list shows the 9 soonest activities (handlers/volunteer.py LIST_SIZE)
-LOAD_BATCH = 50_000
 DAY = 86_400.0
 TITLES = ("夜间安全巡逻", "缝纫课助教", "公益讲座服务", "垃圾分类督导", "助老上门探访")
 PLACES = ("清源社区东门", "社区活动中心二楼", "清源社区文化广场", "邻里中心")
@@ -281,66 +283,10 @@ def build_community(residents: int, now: float) -> Community:
     return Community(residents, now, full_past, upcoming, small_activity, records)
 
 
-def batches(records: list[Record], size: int) -> Iterator[list[Record]]:
-    for start in range(0, len(records), size):
-        yield records[start : start + size]
-
-
-async def fill_postgres(namespace: str, community: Community) -> float:
-    started = time.perf_counter()
-    admin = await asyncpg.connect(PG_DSN, timeout=10, command_timeout=600)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{namespace}"')
-        store = PostgresStore(PG_DSN, SCHEMA, namespace=namespace, pool_size=4)
-        await store.open()
-        try:
-            for name, records in community.records.items():
-                for batch in batches(records, LOAD_BATCH):
-                    await store.load(name, batch, timeout=600)
-        finally:
-            await store.close()
-        await admin.execute(f'VACUUM ANALYZE "{namespace}".records')
-    finally:
-        await admin.close()
-    return time.perf_counter() - started
-
-
-def fill_tinydb(directory: Path, community: Community) -> float:
-    started = time.perf_counter()
-    for name, records in community.records.items():
-        write_snapshot(directory, name, 0, records)
-    return time.perf_counter() - started
-
-
 # --- a server -----------------------------------------------------------------------------
 
 
-def wait_until_up(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server on port {port} exited with status {proc.returncode}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/wechat", data=b"x", timeout=1)
-        except urllib.error.HTTPError:
-            return  # it answers (with a refusal for our junk): it is up
-        except OSError:
-            time.sleep(0.1)
-            continue
-        return
-    raise RuntimeError(f"the server on port {port} did not start within {seconds:.0f} s")
-
-
 # --- the conversations --------------------------------------------------------------------
-
-
-@dataclass
-class Failure:
-    conversation: int
-    resident: str
-    step: str
-    status: int
-    reply: str
 
 
 @dataclass
@@ -394,10 +340,10 @@ class Target:
         rows = sum(len(r) for r in community.records.values())
         if self.postgres:
             self.schema_created = True
-            seconds = await fill_postgres(self.pg_schema, community)
+            seconds = await fill_postgres(self.pg_schema, community.records)
         else:
             self.data.mkdir()
-            seconds = await asyncio.to_thread(fill_tinydb, self.data, community)
+            seconds = await asyncio.to_thread(fill_tinydb, self.data, community.records)
         print(
             f"  {self.name}: {self.residents:,} residents, {rows:,} records "
             f"(signups {len(community.records['signups']):,}, "
@@ -638,11 +584,6 @@ async def converse(
 # --- the report ---------------------------------------------------------------------------
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def figures(batch: Batch) -> dict[str, float]:
     done = max(batch.conversations, 1)
     conv = batch.conversation_s or [0.0]
@@ -675,14 +616,6 @@ def show(name: str, f: dict[str, float]) -> None:
         f"{f['failures']:.0f} failed)",
         flush=True,
     )
-
-
-def server_log_problems(target: Target, limit: int = 20) -> list[str]:
-    if not target.log.exists():
-        return []
-    lines = target.log.read_text(encoding="utf-8", errors="replace").splitlines()
-    # The start-up probe's junk POST is refused by design; everything else is news.
-    return [ln for ln in lines if ln.strip() and "bad_timestamp: ''" not in ln][:limit]
 
 
 async def main() -> None:
@@ -739,7 +672,7 @@ async def main() -> None:
         for target in targets:
             target.stop()
             problems[target.name] = await target.verify()
-            logs[target.name] = server_log_problems(target)
+            logs[target.name] = server_log_problems(target.log)
     finally:
         for target in targets:
             target.stop()
