@@ -46,7 +46,7 @@ class CronJobs:
             seconds=self._sync_seconds,
             id="schedules-sync",
             replace_existing=True,
-            misfire_grace_time=None,
+            misfire_grace_time=None,  # a missed tick is simply the next one
             coalesce=True,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -73,56 +74,37 @@ async def vote_results(services: Services, push: PushEngine) -> int:
     return pushed
 
 
+def every(
+    scheduler: AsyncIOScheduler,
+    seconds: float,
+    job: Callable[..., Awaitable[object]],
+    *args: object,
+) -> None:
+    """Run ``job(*args)`` every ``seconds`` in the scheduler's process. A missed tick is
+    simply the next tick: never a backlog of them (coalesced, no misfire limit)."""
+    scheduler.add_job(
+        job,
+        "interval",
+        seconds=seconds,
+        args=args,
+        id=getattr(job, "__name__", repr(job)).replace("_", "-"),
+        replace_existing=True,
+        misfire_grace_time=None,
+        coalesce=True,
+    )
+
+
 def setup(
     scheduler: AsyncIOScheduler,
     services: Services,
     config: Config,
     photos: PhotoKeeper,
     *,
-    push: PushEngine | None = None,
-    cron: CronJobs | None = None,
+    push: PushEngine,
+    cron: CronJobs,
 ) -> None:
-    if cron is not None:
-        cron.setup(scheduler)
-    if push is not None:
-        scheduler.add_job(
-            vote_results,
-            "interval",
-            seconds=60,
-            args=(services, push),
-            id="vote-results",
-            replace_existing=True,
-            misfire_grace_time=None,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            push_upkeep,
-            "interval",
-            seconds=60,
-            args=(push,),
-            id="push-upkeep",
-            replace_existing=True,
-            misfire_grace_time=None,
-            coalesce=True,
-        )
-    scheduler.add_job(
-        report_upkeep,
-        "interval",
-        seconds=60,
-        args=(services, photos),
-        id="report-upkeep",
-        replace_existing=True,
-        misfire_grace_time=None,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        volunteer_upkeep,
-        "interval",
-        seconds=config.volunteer.reminder_check_seconds,
-        args=(services,),
-        id="volunteer-upkeep",
-        replace_existing=True,
-        # A missed tick is simply the next tick: never run a backlog of them.
-        misfire_grace_time=None,
-        coalesce=True,
-    )
+    cron.setup(scheduler)
+    every(scheduler, 60, vote_results, services, push)
+    every(scheduler, 60, push_upkeep, push)
+    every(scheduler, 60, report_upkeep, services, photos)
+    every(scheduler, config.volunteer.reminder_check_seconds, volunteer_upkeep, services)
