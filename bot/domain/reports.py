@@ -291,17 +291,13 @@ class ReportDesk:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
-        applied: list[bool] = []
-
         def apply(current: Report) -> Report:
-            applied.clear()
             if current.state == ACCEPTED:
                 if current.assignee == actor:
                     raise Unchanged
                 raise Refused(f"报事 {number} 已由其他网格员接单")
             if current.state != REPORTED:
                 raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能接单")
-            applied.append(True)
             return replace(
                 current,
                 state=ACCEPTED,
@@ -310,7 +306,7 @@ class ReportDesk:
                 history=(*current.history, Transition(now, actor, "accepted", ACCEPTED)),
             )
 
-        after = await self._change(report.number, apply)
+        after, applied = await self._apply(report.number, apply)
         if applied:
             await self._tell_residents(after, f"您的报事（编号 {number}）已有网格员接单处理。")
         return after
@@ -320,15 +316,11 @@ class ReportDesk:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
-        applied: list[bool] = []
-
         def apply(current: Report) -> Report:
-            applied.clear()
             if current.state == RESOLVED:
                 raise Unchanged
             if current.state not in OPEN_STATES:
                 raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能再处理")
-            applied.append(True)
             return replace(
                 current,
                 state=RESOLVED,
@@ -339,7 +331,7 @@ class ReportDesk:
                 history=(*current.history, Transition(now, actor, "resolved", RESOLVED, note)),
             )
 
-        after = await self._change(report.number, apply)
+        after, applied = await self._apply(report.number, apply)
         if applied:
             await self._tell_residents(
                 after,
@@ -384,15 +376,11 @@ class ReportDesk:
                     "问题仍在的话请直接处理本报事"
                 )
 
-        applied: list[bool] = []
-
         def apply(current: Report) -> Report:
-            applied.clear()
             if current.state == REJECTED:
                 raise Unchanged
             if current.state not in OPEN_STATES:
                 raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能再处理")
-            applied.append(True)
             return replace(
                 current,
                 state=REJECTED,
@@ -401,7 +389,7 @@ class ReportDesk:
                 history=(*current.history, Transition(now, actor, "rejected", REJECTED, reason)),
             )
 
-        after = await self._change(report.number, apply)
+        after, applied = await self._apply(report.number, apply)
         if applied:
             if duplicate_of is not None:
                 for openid in (after.reporter, *after.followers):
@@ -424,15 +412,11 @@ class ReportDesk:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
-        applied: list[bool] = []
-
         def apply(current: Report) -> Report:
-            applied.clear()
             if current.grid == target.id:
                 raise Unchanged
             if current.state not in OPEN_STATES:
                 raise Refused(f"报事 {number} 的状态是“{STATE_NAMES[current.state]}”，不能转派")
-            applied.append(True)
             return replace(
                 current,
                 grid=target.id,
@@ -445,7 +429,7 @@ class ReportDesk:
                 ),
             )
 
-        after = await self._change(report.number, apply)
+        after, applied = await self._apply(report.number, apply)
         if applied:
             await self._alert_grid(after, f"transfer-{len(after.history)}", "转派来的报事")
             await self._tell_residents(
@@ -609,23 +593,26 @@ class ReportDesk:
         return report
 
     async def _change(self, number: int, change: Callable[[Report], Report]) -> Report:
+        return (await self._apply(number, change))[0]
+
+    async def _apply(self, number: int, change: Callable[[Report], Report]) -> tuple[Report, bool]:
+        """The report after ``change``, and whether this call changed it: ``change`` raises
+        :class:`Unchanged` when the transition had happened already (a retry, a double tap),
+        and then nobody is told twice."""
         try:
-            return await self._reports.change(number, change)
+            return await self._reports.change(number, change), True
         except KeyError:
             raise NotFound(f"没有编号为 {number} 的报事") from None
         except Unchanged:
-            return await self.get(number)
+            return await self.get(number), False
 
     async def _staff_reopen(self, actor: str, number: int, note: str) -> Report:
         note = _note(note, "重新打开的原因")
         now = self._clock()
-        applied: list[bool] = []
 
         def apply(current: Report) -> Report:
-            applied.clear()
             if current.state == REPORTED:
                 raise Unchanged
-            applied.append(True)
             return replace(
                 current,
                 state=REPORTED,
@@ -641,7 +628,7 @@ class ReportDesk:
                 ),
             )
 
-        report = await self._change(number, apply)
+        report, applied = await self._apply(number, apply)
         if applied:
             await self._alert_grid(report, f"reopen-{len(report.history)}", "报事被重新打开")
             await self._tell_residents(report, f"您的报事（编号 {number}）已重新打开处理：{note}")
