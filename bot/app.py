@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import keys, webhook
+from bot import web as admin_web
 from bot.admin import api as admin_api
 from bot.admin import open311
 from bot.backends import build_coordinator, build_store
@@ -22,6 +23,7 @@ from bot.conversation.engine import Engine
 from bot.conversation.router import Router
 from bot.coordination.base import LockTimeout
 from bot.delivery import HandleFn, RetryGuard, SendFn
+from bot.domain.accounts import AccountDesk
 from bot.domain.alerts import AlertDesk, RobotSend
 from bot.domain.assembly import AssemblyDesk
 from bot.domain.feedback import FeedbackDesk
@@ -48,6 +50,7 @@ from handlers import build_router
 from schedules import jobs
 from schedules.cron import CronJobs
 from schedules.runner import SchedulerService
+from storage.accounts import SessionRepo, UserRepo
 from storage.activities import ActivityRepo, CatalogueRepo, RedemptionRepo, SignUpRepo
 from storage.assembly import (
     AgendaRepo,
@@ -257,6 +260,9 @@ def create_app(
         app[keys.ENGINE] = engine
         app[keys.SERVICES] = services
         app[keys.AUDIT] = audit
+        app[keys.ACCOUNTS] = AccountDesk(
+            UserRepo(store), SessionRepo(store), audit, config.admin, clock
+        )
         app[keys.FEEDBACK_DESK] = FeedbackDesk(services.feedback, audit, app[keys.WECHAT], clock)
         app[keys.GUARD] = RetryGuard(
             _safe_handler(engine, app[keys.METRICS]),
@@ -284,6 +290,7 @@ def create_app(
                 app[keys.PHOTOS],
                 push=app[keys.PUSH],
                 cron=app[keys.CRON_JOBS],
+                accounts=app[keys.ACCOUNTS],
             ),
         )
         app[keys.SCHEDULER] = service
@@ -296,6 +303,7 @@ def create_app(
     webhook.setup(app)
     admin_api.setup(app)
     open311.setup(app)
+    admin_web.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

@@ -82,6 +82,13 @@ def _chat(args: argparse.Namespace) -> int:
     return asyncio.run(run_chat(config, aes=args.aes, openid=args.openid, data_dir=args.data))
 
 
+def _admin(args: argparse.Namespace) -> int:
+    from bot import accounts_cli
+
+    setup_logging("WARNING")
+    return accounts_cli.run(_config(args.config), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="共治 bot")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--data", help="keep the simulated store here (default: a temporary folder)")
     chat.add_argument("--verbose", action="store_true", help="show the server's log lines")
     chat.set_defaults(run=_chat)
+
+    from bot import accounts_cli
+
+    accounts_cli.add_parser(sub).set_defaults(run=_admin)
     return parser
 
 

@@ -60,6 +60,14 @@ class RedisConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     api_token: str = ""
+    # Staff web pages (/admin/): a login lasts at most session_hours, and ends sooner
+    # after session_idle_minutes without a page view.
+    session_hours: float = 12.0
+    session_idle_minutes: float = 60.0
+    login_attempts: int = 5
+    lockout_minutes: float = 15.0
+    # Behind an HTTPS proxy, mark the session cookie Secure.
+    cookie_secure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +327,16 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             "[reports] accept_within_minutes must be at least 5, "
             "resolve_within_working_days and reopen_days at least 1"
+        )
+    a = config.admin
+    if not (0 < a.session_hours <= 24 * 14 and 0 < a.session_idle_minutes <= 24 * 60):
+        raise ConfigError(
+            "[admin] session_hours must be above 0 and at most 336, "
+            "session_idle_minutes above 0 and at most 1440"
+        )
+    if not (1 <= a.login_attempts <= 100 and 0 < a.lockout_minutes <= 24 * 60):
+        raise ConfigError(
+            "[admin] login_attempts must be between 1 and 100, lockout_minutes above 0 and at most 1440"
         )
     _validate_assembly(config.assembly)
     _validate_push(config.push, config.wechat.api_timeout)

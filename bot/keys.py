@@ -9,6 +9,7 @@ from bot.config import Config
 from bot.conversation.engine import Engine
 from bot.coordination.base import Coordinator
 from bot.delivery import RetryGuard
+from bot.domain.accounts import AccountDesk
 from bot.domain.feedback import FeedbackDesk
 from bot.domain.media import PhotoKeeper
 from bot.domain.push import PushEngine
@@ -41,3 +42,4 @@ PHOTOS = web.AppKey("photos", PhotoKeeper)
 PUSH = web.AppKey("push", PushEngine)
 SCHEDULES = web.AppKey("schedules", ScheduleDesk)
 CRON_JOBS = web.AppKey("cron_jobs", CronJobs)
+ACCOUNTS = web.AppKey("accounts", AccountDesk)

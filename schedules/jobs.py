@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.config import Config
+from bot.domain.accounts import AccountDesk
 from bot.domain.media import PhotoKeeper
 from bot.domain.push import PushEngine
 from bot.errors import BotError
@@ -48,6 +49,17 @@ async def push_upkeep(push: PushEngine) -> None:
         await push.resume()
     except BotError as exc:
         log.error("push upkeep failed, will try again at the next run: %s", exc)
+
+
+async def session_upkeep(accounts: AccountDesk) -> None:
+    """Delete staff sessions that have ended (each also goes when its cookie is next seen)."""
+    try:
+        removed = await accounts.purge_expired()
+    except BotError as exc:
+        log.error("session upkeep failed, will try again at the next run: %s", exc)
+        return
+    if removed:
+        log.info("removed %s ended staff sessions", removed)
 
 
 async def vote_results(services: Services, push: PushEngine) -> int:
@@ -102,8 +114,10 @@ def setup(
     *,
     push: PushEngine,
     cron: CronJobs,
+    accounts: AccountDesk,
 ) -> None:
     cron.setup(scheduler)
+    every(scheduler, 3600, session_upkeep, accounts)
     every(scheduler, 60, vote_results, services, push)
     every(scheduler, 60, push_upkeep, push)
     every(scheduler, 60, report_upkeep, services, photos)

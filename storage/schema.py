@@ -139,6 +139,15 @@ MASS_QUOTA = CollectionSpec("mass_quota")
 """Key: ``<openid>|<YYYY-MM>``. Data: openid, month, count, campaigns: the mass messages a
 follower was sent that month (WeChat allows 4 a month per follower of a service account)."""
 
+USERS = CollectionSpec("users")
+"""Key: login name. Data: role (admin/grid), password_hash (Argon2id), openid (a grid
+worker's WeChat openid: their grids are the ones that list it), display name, failures,
+locked_until, created_at, created_by."""
+
+SESSIONS = CollectionSpec("sessions", indexes=(IndexSpec("by_user", ("user",)),))
+"""Key: SHA-256 of the session token (the token itself is only in the browser's cookie).
+Data: user, csrf, created_at, seen_at, expires_at."""
+
 SCHEMA: tuple[CollectionSpec, ...] = (
     RESIDENTS,
     CONVERSATIONS,
@@ -168,4 +177,6 @@ SCHEMA: tuple[CollectionSpec, ...] = (
     CAMPAIGNS,
     DELIVERIES,
     MASS_QUOTA,
+    USERS,
+    SESSIONS,
 )

@@ -394,6 +394,8 @@ def synthetic(collection: str, n: int) -> dict[str, Any]:
             else ("sent", "sent", "sent", "failed", "unknown")[n % 5],
         },
         "mass_quota": {"openid": f"o{n}", "month": "2026-12", "count": 1, "campaigns": ["c:p"]},
+        "users": {"role": ("grid", "admin")[n % 2], "password_hash": "$argon2id$x", "failures": 0},
+        "sessions": {"user": f"u{n % 300}", "csrf": "c", "expires_at": n},
         "items": {
             "owner": f"u{n % 4000}",
             "status": ("open", "done", "wait")[n % 3],
@@ -429,6 +431,7 @@ def sample_value(field: str) -> Any:
         "email": "17@x",
         "day": "d1",
         "seat": 7,
+        "user": "u17",
     }[field]
 
 

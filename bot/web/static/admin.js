@@ -1,0 +1,2 @@
+// Small progressive enhancements for the staff pages; every page works without this file.
+"use strict";
