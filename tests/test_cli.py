@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -132,3 +135,73 @@ def test_chat_simulator_talks_to_the_real_webhook(tmp_path: Path) -> None:
     assert "“门口的路灯坏了”" in out
     assert "留言已提交，编号 1" in out
     assert out.count("请回复数字选择") >= 3  # welcome, 菜单, and the spoken 帮助
+
+
+def test_admin_create_user_makes_an_account_that_can_log_in(tmp_path: Path) -> None:
+    made = run_bot(
+        "admin",
+        "create-user",
+        "wangfang",
+        "--display",
+        "王芳",
+        "--password-stdin",
+        cwd=tmp_path,
+        stdin="a-long-password-1\n",
+    )
+    assert made.returncode == 0, made.stderr
+    assert "created wangfang (admin)" in made.stdout
+    again = run_bot(
+        "admin",
+        "create-user",
+        "wangfang",
+        "--password-stdin",
+        cwd=tmp_path,
+        stdin="a-long-password-1\n",
+    )
+    assert again.returncode == 1
+    assert "用户 wangfang 已存在" in again.stderr
+    short = run_bot("admin", "create-user", "li", "--password-stdin", cwd=tmp_path, stdin="short\n")
+    assert short.returncode == 1
+    assert "密码至少 10 位" in short.stderr
+    worker = run_bot(
+        "admin",
+        "create-user",
+        "lijun",
+        "--role",
+        "grid",
+        "--password-stdin",
+        cwd=tmp_path,
+        stdin="a-long-password-2\n",
+    )
+    assert worker.returncode == 1
+    assert "网格员账号需要 openid" in worker.stderr
+    listed = run_bot("admin", "list-users", cwd=tmp_path)
+    assert listed.stdout.split() == ["wangfang", "admin", "王芳", "ok"]
+    assert "Traceback" not in again.stderr + short.stderr + worker.stderr
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(port)
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        base = f"http://127.0.0.1:{port}/admin"
+        form = opener.open(f"{base}/login", timeout=10).read().decode()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token is not None
+        body = urllib.parse.urlencode(
+            {"csrf_token": token.group(1), "username": "wangfang", "password": "a-long-password-1"}
+        ).encode()
+        home = opener.open(f"{base}/login", data=body, timeout=10)
+        assert home.geturl() == f"{base}/"
+        assert "王芳（管理员）" in home.read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)

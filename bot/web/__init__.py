@@ -22,12 +22,23 @@ from bot.web import (
     points,
     reports,
     schedules,
+    users,
 )
 from bot.web.guard import PREFIX, PUBLIC, allow, guard
 from bot.web.render import local
 
 HERE = Path(__file__).parent
-PAGE_MODULES = (auth_pages, dashboard, schedules, activities, reports, assemblies, points, audit)
+PAGE_MODULES = (
+    auth_pages,
+    dashboard,
+    schedules,
+    activities,
+    reports,
+    assemblies,
+    points,
+    audit,
+    users,
+)
 
 
 def setup(app: web.Application) -> None:

@@ -52,6 +52,7 @@ NAV = (
     NavItem("/admin/assemblies", "坝坝会", frozenset({ADMIN})),
     NavItem("/admin/points", "积分", frozenset({ADMIN})),
     NavItem("/admin/audit", "操作记录", frozenset({ADMIN})),
+    NavItem("/admin/users", "账号", frozenset({ADMIN})),
 )
 
 

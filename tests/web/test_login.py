@@ -147,5 +147,5 @@ async def test_the_stored_session_is_not_the_cookie(admin: Staff, site: Harness)
 async def test_logging_in_with_a_real_browser(page: Any) -> None:
     await browser_log_in(page)
     await page.get_by_role("heading", name="概览").wait_for()
-    assert await page.get_by_role("navigation", name="主菜单").get_by_role("link").count() == 7
+    assert await page.get_by_role("navigation", name="主菜单").get_by_role("link").count() == 8
     await screenshot(page, "dashboard")
