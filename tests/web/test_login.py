@@ -149,3 +149,18 @@ async def test_logging_in_with_a_real_browser(page: Any) -> None:
     await page.get_by_role("heading", name="概览").wait_for()
     assert await page.get_by_role("navigation", name="主菜单").get_by_role("link").count() == 8
     await screenshot(page, "dashboard")
+
+
+async def test_ended_sessions_are_deleted_by_the_hourly_upkeep(admin: Staff, site: Harness) -> None:
+    sessions = site.app[keys.STORE].collection("sessions")
+    other = Staff(site)
+    try:
+        await other.log_in(GRID_NAME, GRID_PASSWORD)
+        assert await sessions.size() == 2
+        site.clock.advance(30 * 60)
+        await admin.get("/admin/")  # keeps the admin's session alive
+        site.clock.advance(31 * 60)
+        assert await site.app[keys.ACCOUNTS].purge_expired() == 1
+        assert [r.data["user"] for r in await sessions.scan()] == [ADMIN_NAME]
+    finally:
+        await other.close()
