@@ -9,13 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
+from bot import keys
 from bot.wechat.client import SHOWQRCODE_URL
 from bot.wechat.fake_api import FakeWeChatAPI
+from storage.activities import DONE, ActivityRepo
 from tests.conftest import ADMIN_TOKEN, Harness
 
 TZ = ZoneInfo("Asia/Shanghai")  # the default [scheduler] timezone the harness runs with
@@ -628,3 +631,21 @@ async def test_every_new_route_needs_the_bearer_token(
     assert (await harness.admin("GET", "/points/o_a"))[1]["balance"] == 0
     assert (await harness.admin("GET", "/catalogue"))[1]["items"] == []
     assert fake_api.calls_to("qrcode_create") == []
+
+
+async def test_the_list_keeps_the_newest_activities_after_five_hundred_finished_ones(
+    plain: Harness,
+) -> None:
+    """Regression: the list read each status with a 500-record look-up, oldest first, so
+    after 500 finished activities the newest finished ones silently dropped out."""
+    first = await _create(plain)
+    repo = ActivityRepo(plain.app[keys.STORE])
+    template = await repo.get(first["number"])
+    assert template is not None
+    for number in range(first["number"] + 1, first["number"] + 502):
+        await repo.insert(replace(template, number=number, status=DONE, title=f"活动{number}"))
+    status, listed = await plain.admin("GET", "/activities", include_past="true")
+    assert status == 200
+    numbers = [a["number"] for a in listed["items"]]
+    assert len(numbers) == 502
+    assert numbers[-1] == first["number"] + 501

@@ -73,3 +73,10 @@ def test_weekdays_count_as_in_standard_cron_not_as_apscheduler_does(
     to anyone who knows cron) ran on Tuesdays."""
     runs = next_runs(f"30 8 * * {weekdays}", SHANGHAI, at("2026-11-21T12:00"), 21)
     assert {r.strftime("%a") for r in runs} == expected
+
+
+def test_a_weekday_step_counts_from_sunday_as_in_standard_cron() -> None:
+    """Regression: ``*/2`` went to APScheduler unchanged, which counts from Monday, so
+    "every other day of the week" ran Sun/Mon/Wed/Fri instead of Sun/Tue/Thu/Sat."""
+    runs = next_runs("0 9 * * */2", SHANGHAI, at("2026-11-21T12:00"), 12)
+    assert {r.strftime("%a") for r in runs} == {"Sun", "Tue", "Thu", "Sat"}

@@ -272,17 +272,7 @@ async def transfer(request: web.Request) -> web.Response:
     if not isinstance(target, str) or not target.strip():
         raise Invalid("需要字段 grid（网格编号或名称）")
     actor = operator_name(request)
-    before = await desk.get(number)
-    after = await desk.transfer(actor, number, target, staff=True)
-    if after.grid != before.grid:
-        # The desk audits set_state but not transfer; staff changes are all in the log.
-        await request.app[keys.AUDIT].add(
-            actor,
-            "report.transfer",
-            f"report/{number}",
-            {"from": before.grid, "to": after.grid},
-            request.app[keys.SERVICES].clock(),
-        )
+    after = await desk.transfer(actor, number, target, staff=True, audit_as=actor)
     grids = _grid_names(await desk.grids.all())
     return web.json_response(_detail(after, desk.tz, grids))
 

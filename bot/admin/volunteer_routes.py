@@ -25,7 +25,7 @@ from bot.admin.api import (
 )
 from bot.domain import timefmt
 from bot.domain.errors import Invalid
-from bot.domain.points import POINTS, PointsDesk, StockedItem
+from bot.domain.points import POINTS, PointsDesk, StockedItem, ranked
 from bot.domain.volunteers import VolunteerDesk
 from storage.activities import FAILED, ISSUED, PENDING, USED, Activity, Redemption
 from storage.ledger import Entry
@@ -268,11 +268,10 @@ async def post_entry(request: web.Request) -> web.Response:
 
 async def leaderboard(request: web.Request) -> web.Response:
     top = await _points(request).top(page_limit(request))
-    items: list[dict[str, Any]] = []
-    for position, (openid, balance) in enumerate(top, 1):
-        # Equal balances share a rank (1, 2, 2, 4), as residents see it in 积分.
-        rank = items[-1]["rank"] if items and items[-1]["balance"] == balance else position
-        items.append({"rank": rank, "openid": openid, "balance": balance})
+    items = [
+        {"rank": rank, "openid": openid, "balance": balance}
+        for rank, openid, balance in ranked(top)
+    ]
     return web.json_response({"items": items})
 
 

@@ -119,6 +119,11 @@ class RsvpCounts:
     def quorum_reached(self) -> bool:
         return self.households > 0 and self.attend >= self.quorum
 
+    @property
+    def shortfall(self) -> int:
+        """Households that must still say 参加 for the quorum (0 once it is reached)."""
+        return max(self.quorum - self.attend, 0)
+
 
 @dataclass(frozen=True, slots=True)
 class ClosedVote:

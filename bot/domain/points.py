@@ -462,6 +462,18 @@ class PointsDesk:
         return (await self._ledger.head(STOCK + str(number))).balance
 
 
+def ranked(top: list[tuple[str, int]]) -> list[tuple[int, str, int]]:
+    """``(rank, openid, balance)`` for a leaderboard ordered by balance, highest first.
+
+    Equal balances share a rank (1, 2, 2, 4), as residents see their own rank in 积分.
+    """
+    rows: list[tuple[int, str, int]] = []
+    for position, (openid, balance) in enumerate(top, 1):
+        rank = rows[-1][0] if rows and rows[-1][2] == balance else position
+        rows.append((rank, openid, balance))
+    return rows
+
+
 def _reason(reason: object) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise Invalid("需要填写原因 reason")

@@ -259,11 +259,17 @@ class ReportDesk:
 
     # --- grid workers ---------------------------------------------------------------
 
-    async def may_act(self, actor: str, report: Report) -> bool:
+    async def scope(self, actor: str) -> frozenset[str] | None:
+        """The grids (ids) whose reports ``actor`` may act on; None: every report (an admin).
+
+        The default queue ("") is nobody's grid: only community admins act on it.
+        """
         if actor in self.config.admin_openids:
-            return True
-        grid = await self.grids.get(report.grid) if report.grid else None
-        return grid is not None and (actor in grid.workers or actor == grid.leader)
+            return None
+        return frozenset(g.id for g in await self.grids.of_worker(actor))
+
+    async def may_act(self, actor: str, report: Report) -> bool:
+        return within(await self.scope(actor), report)
 
     async def delete_grid(self, grid_id: str, *, actor: str) -> None:
         """Remove a grid, refused while it has open reports (nobody would see them)."""
@@ -287,7 +293,9 @@ class ReportDesk:
                 found += await self._reports.by_grid(grid_id, state)
         return sorted({r.number: r for r in found}.values(), key=lambda r: r.created_at)
 
-    async def accept(self, actor: str, number: int, *, staff: bool = False) -> Report:
+    async def accept(
+        self, actor: str, number: int, *, staff: bool = False, audit_as: str = ""
+    ) -> Report:
         now = self._clock()
         report = await self._checked(actor, number, staff)
 
@@ -308,10 +316,13 @@ class ReportDesk:
 
         after, applied = await self._apply(report.number, apply)
         if applied:
+            await self._audited(audit_as, "report.accepted", number, {"note": ""})
             await self._tell_residents(after, f"您的报事（编号 {number}）已有网格员接单处理。")
         return after
 
-    async def resolve(self, actor: str, number: int, note: str, *, staff: bool = False) -> Report:
+    async def resolve(
+        self, actor: str, number: int, note: str, *, staff: bool = False, audit_as: str = ""
+    ) -> Report:
         note = _note(note, "办结说明")
         now = self._clock()
         report = await self._checked(actor, number, staff)
@@ -333,6 +344,7 @@ class ReportDesk:
 
         after, applied = await self._apply(report.number, apply)
         if applied:
+            await self._audited(audit_as, "report.resolved", number, {"note": note})
             await self._tell_residents(
                 after,
                 f"您的报事（编号 {number}）已办结：{note}\n"
@@ -360,7 +372,9 @@ class ReportDesk:
         await self._keep_photo(number, photo)
         return after
 
-    async def reject(self, actor: str, number: int, reason: str, *, staff: bool = False) -> Report:
+    async def reject(
+        self, actor: str, number: int, reason: str, *, staff: bool = False, audit_as: str = ""
+    ) -> Report:
         reason = _note(reason, "退回原因")
         now = self._clock()
         report = await self._checked(actor, number, staff)
@@ -391,6 +405,7 @@ class ReportDesk:
 
         after, applied = await self._apply(report.number, apply)
         if applied:
+            await self._audited(audit_as, "report.rejected", number, {"note": reason})
             if duplicate_of is not None:
                 for openid in (after.reporter, *after.followers):
                     with contextlib.suppress(Refused):
@@ -404,7 +419,7 @@ class ReportDesk:
         return after
 
     async def transfer(
-        self, actor: str, number: int, grid_ref: str, *, staff: bool = False
+        self, actor: str, number: int, grid_ref: str, *, staff: bool = False, audit_as: str = ""
     ) -> Report:
         target = await self.grids.find(grid_ref)
         if target is None:
@@ -431,30 +446,38 @@ class ReportDesk:
 
         after, applied = await self._apply(report.number, apply)
         if applied:
+            detail = {"from": report.grid, "to": after.grid}
+            await self._audited(audit_as, "report.transfer", number, detail)
             await self._alert_grid(after, f"transfer-{len(after.history)}", "转派来的报事")
             await self._tell_residents(
                 after, f"您的报事（编号 {number}）已转给“{target.name}”处理。"
             )
         return after
 
-    async def set_state(self, actor: str, number: int, state: str, note: str) -> Report:
-        """Staff change a report's state from the admin API (audited)."""
+    async def set_state(
+        self, actor: str, number: int, state: str, note: str, *, worker: str = ""
+    ) -> Report:
+        """Staff change a report's state (admin API, staff pages), audited under ``actor``.
+
+        With ``worker`` (a grid worker's openid) the change is made as that worker, under
+        the same rule as their chat commands: only reports of their own grids.
+        """
         if state not in STATES:
             raise Invalid(f"state 必须是 {' / '.join(STATES)} 之一")
-        before = await self.get(number)
+        who, staff = (worker, False) if worker else (actor, True)
         if state == ACCEPTED:
-            report = await self.accept(actor, number, staff=True)
-        elif state == RESOLVED:
-            report = await self.resolve(actor, number, note, staff=True)
-        elif state == REJECTED:
-            report = await self.reject(actor, number, note, staff=True)
-        else:
-            report = await self._staff_reopen(actor, number, note)
+            return await self.accept(who, number, staff=staff, audit_as=actor)
+        if state == RESOLVED:
+            return await self.resolve(who, number, note, staff=staff, audit_as=actor)
+        if state == REJECTED:
+            return await self.reject(who, number, note, staff=staff, audit_as=actor)
+        if worker:
+            raise Refused("重新打开报事需要管理员操作")
+        before = await self.get(number)
+        report = await self._staff_reopen(actor, number, note)
         # A retried request changes nothing and so is not audited again.
         if len(report.history) > len(before.history):
-            await self._audit.add(
-                actor, f"report.{state}", f"report/{number}", {"note": note}, self._clock()
-            )
+            await self._audited(actor, f"report.{state}", number, {"note": note})
         return report
 
     # --- the clock ----------------------------------------------------------------
@@ -582,6 +605,14 @@ class ReportDesk:
             fields=fields,
         )
 
+    async def _audited(
+        self, audit_as: str, action: str, number: int, detail: dict[str, str]
+    ) -> None:
+        """Record a transition in the audit log under ``audit_as`` (the staff pages' name for
+        the person, e.g. ``web:lijun``); a worker acting in the chat passes none."""
+        if audit_as:
+            await self._audit.add(audit_as, action, f"report/{number}", detail, self._clock())
+
     async def _tell_residents(self, report: Report, text: str) -> None:
         for openid in (report.reporter, *report.followers):
             await self._notifier.tell(openid, text)
@@ -637,6 +668,11 @@ class ReportDesk:
     async def _keep_photo(self, number: int, photo: Photo) -> None:
         if self._fetch_photo is not None and not photo.path:
             await self._fetch_photo(number, photo)
+
+
+def within(grids: frozenset[str] | None, report: Report) -> bool:
+    """Whether ``report`` is in ``grids``, a :meth:`ReportDesk.scope` (None: every report)."""
+    return grids is None or (bool(report.grid) and report.grid in grids)
 
 
 def _note(text: str, what: str) -> str:

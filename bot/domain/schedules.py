@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.domain.errors import Invalid, NotFound, Refused
+from storage.push import campaign_key
 from storage.repos import AuditRepo
 from storage.schedules import Run, Schedule, ScheduleRepo
 
@@ -87,6 +88,16 @@ class RunResult:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a run at a given moment would send, and to whom (shown before "run now")."""
+
+    period: str
+    key: str  # the push's key: a second run of the same period sends nothing
+    text: str
+    recipients: tuple[str, ...]
+
+
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -95,6 +106,9 @@ def _weekday_part(part: str) -> str:
     APScheduler's names: its ``from_crontab`` counts 0 as Monday, so a staff member's
     standard ``1`` (Monday) would silently run on Tuesday."""
     base, slash, step = part.partition("/")
+    if base == "*" and slash:
+        # A step counts from standard Sunday (0), not from APScheduler's Monday.
+        base = "0-6"
     if base == "*" or not any(ch.isdigit() for ch in base):
         return part
     if "-" in base:
@@ -373,14 +387,24 @@ class ScheduleDesk:
             results.append(await self._run(claimed, fire_at, kind, "scheduler"))
         return results
 
-    async def _run(
-        self, schedule: Schedule, fire_at: float, trigger_name: str, by: str
-    ) -> RunResult:
+    async def draft(self, schedule: Schedule, at: float | None = None) -> Draft:
+        """The message, recipients and period of a run at ``at`` (now by default)."""
+        fire_at = self._clock() if at is None else at
         period = datetime.fromtimestamp(fire_at, self.tz).strftime(schedule.period_format)
         context = {p: "（待定）" for p in PLACEHOLDERS}
         context.update(await self._context())
-        text = schedule.template.format(**context)
-        recipients = list(await self._audience(schedule.audience))
+        return Draft(
+            period=period,
+            key=campaign_key(schedule.id, period),
+            text=schedule.template.format(**context),
+            recipients=tuple(await self._audience(schedule.audience)),
+        )
+
+    async def _run(
+        self, schedule: Schedule, fire_at: float, trigger_name: str, by: str
+    ) -> RunResult:
+        draft = await self.draft(schedule, fire_at)
+        period, text, recipients = draft.period, draft.text, draft.recipients
         started = await self._pusher.start(
             schedule.id,
             period,
@@ -396,7 +420,7 @@ class ScheduleDesk:
             fire_at=fire_at,
             ran_at=self._clock(),
             trigger=trigger_name,
-            campaign=f"{schedule.id}:{period}",
+            campaign=draft.key,
             claimed=started is not None,
             by=by,
             recipients=len(recipients) if started is not None else 0,

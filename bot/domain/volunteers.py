@@ -149,11 +149,13 @@ class VolunteerDesk:
 
     async def all(self, *, include_past: bool = True) -> list[Activity]:
         now = self._clock()
-        found = [
-            a
-            for status in (OPEN, CANCELLED, DONE)
-            for a in await self._activities.by_status(status)
-        ]
+        # Every page of the collection: a look-up by status stops at its limit, which a
+        # community passes after a few years of finished activities.
+        found: list[Activity] = []
+        while page := await self._activities.page(
+            after=found[-1].number if found else None, limit=500
+        ):
+            found += page
         if not include_past:
             found = [a for a in found if a.ends_at > now]
         return sorted(found, key=lambda a: a.number)

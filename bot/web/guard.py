@@ -50,7 +50,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "default-src 'self'; img-src 'self' data: https://mp.weixin.qq.com; style-src 'self' 'unsafe-inline'; "
         "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
 }
@@ -157,7 +157,10 @@ async def _run(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException:
         raise
     except NotFound as exc:
-        return await render_error(request, 404, "没有找到", str(exc))
+        # Still a 404 after a form (a report of another grid must not look any different
+        # from one that does not exist), with a way back to the form.
+        previous = back(request) if request.method not in _SAFE_METHODS else ""
+        return await render_error(request, 404, "没有找到", str(exc), back=previous)
     except DomainError as exc:
         if request.method in _SAFE_METHODS:
             return await render_error(request, 400, "无法完成", str(exc))

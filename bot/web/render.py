@@ -170,5 +170,9 @@ def csrf_field(token: str) -> Markup:
     return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, escape(token))
 
 
-async def render_error(request: web.Request, status: int, title: str, text: str) -> web.Response:
-    return await render(request, "error.html", {"title": title, "text": text}, status=status)
+async def render_error(
+    request: web.Request, status: int, title: str, text: str, *, back: str = ""
+) -> web.Response:
+    """An error page; ``back`` links to the page a refused form came from."""
+    context = {"title": title, "text": text, "back": back}
+    return await render(request, "error.html", context, status=status)

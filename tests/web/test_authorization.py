@@ -100,9 +100,9 @@ async def test_grid_workers_are_refused_every_page_but_their_reports(
 async def test_every_form_post_without_the_sessions_token_is_refused(
     site: Harness, admin: Staff
 ) -> None:
-    posts = [(m, p) for m, p, _ in _protected(site) if m != "GET"]
+    posts = [p for m, p, _ in _protected(site) if m != "GET"]
     assert len(posts) > 5
-    for method, path in posts:
+    for path in posts:
         for fields in ({}, {"csrf_token": "not-the-token"}):
             status, text = await admin.post(path, fields, csrf=False)
             assert status == 403, (path, fields)
@@ -125,3 +125,13 @@ async def test_pages_forbid_framing_and_foreign_scripts(admin: Staff) -> None:
         assert resp.headers["X-Frame-Options"] == "DENY"
         assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
         assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_form_about_something_missing_answers_not_found_with_a_way_back(
+    admin: Staff,
+) -> None:
+    await admin.get("/admin/points/catalogue")
+    status, text = await admin.post("/admin/points/vouchers/confirm", {"code": "NOSUCH12"})
+    assert status == 404
+    assert "没有找到" in text
+    assert "返回上一页" in text

@@ -148,7 +148,7 @@ async def test_logging_in_with_a_real_browser(page: Any) -> None:
     await browser_log_in(page)
     await page.get_by_role("heading", name="概览").wait_for()
     assert await page.get_by_role("navigation", name="主菜单").get_by_role("link").count() == 8
-    await screenshot(page, "dashboard")
+    await screenshot(page, "after-login")
 
 
 async def test_ended_sessions_are_deleted_by_the_hourly_upkeep(admin: Staff, site: Harness) -> None:
