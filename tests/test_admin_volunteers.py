@@ -141,15 +141,15 @@ async def test_a_bad_activity_is_refused_in_chinese_and_nothing_is_created(
         "capacity": 10,
     }
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"title": None}, "需要字段 title（文字）"),
+        ({"title": None}, "需要填写活动名称（title，文字）"),
         (
             {"starts_at": "明天晚上七点"},
             "starts_at 不是有效的时间：明天晚上七点（格式如 2026-12-05T19:00）",
         ),
         ({"ends_at": _local(harness, 47)}, "结束时间必须晚于开始时间"),
         ({"starts_at": _local(harness, -2), "ends_at": _local(harness, -1)}, "开始时间必须在将来"),
-        ({"capacity": 0}, "capacity 必须在 1 到 2000 之间"),
-        ({"capacity": "10"}, "需要字段 capacity（整数）"),
+        ({"capacity": 0}, "名额（capacity）必须在 1 到 2000 之间"),
+        ({"capacity": "10"}, "需要填写名额（capacity，整数）"),
     ]
     for change, message in cases:
         body = {k: v for k, v in {**good, **change}.items() if v is not None}
@@ -475,7 +475,7 @@ async def test_staff_keep_the_catalogue_and_its_stock(harness: Harness) -> None:
         "active": True,
     }
     status, answer = await harness.admin("POST", "/catalogue", body={"name": "毛巾", "stock": 1})
-    assert (status, answer["error"]) == (400, "cost 必须是1到10000之间的整数")
+    assert (status, answer["error"]) == (400, "所需积分（cost）必须是1到10000之间的整数")
 
     status, item = await harness.admin(
         "PATCH", "/catalogue/1", body={"name": "帆布袋", "cost": 15}, operator="李社工"

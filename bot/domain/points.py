@@ -177,7 +177,7 @@ class PointsDesk:
     ) -> Posting:
         """An award (positive) or correction (negative): always a new entry, never an edit."""
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
-            raise Invalid("amount 必须是非零整数（正数为奖励，负数为更正）")
+            raise Invalid("积分数（amount）必须是非零整数（正数为奖励，负数为更正）")
         if abs(amount) > MAX_AWARD:
             raise Invalid(f"一次最多调整{MAX_AWARD}积分")
         reason = _reason(reason)
@@ -213,11 +213,11 @@ class PointsDesk:
     async def add_item(self, name: str, cost: int, stock: int, *, actor: str) -> StockedItem:
         name = name.strip() if isinstance(name, str) else ""
         if not name or len(name) > 30:
-            raise Invalid("name 必须是1到30个字")
+            raise Invalid("物品名称（name）必须是1到30个字")
         if isinstance(cost, bool) or not isinstance(cost, int) or not 1 <= cost <= MAX_AWARD:
-            raise Invalid(f"cost 必须是1到{MAX_AWARD}之间的整数")
+            raise Invalid(f"所需积分（cost）必须是1到{MAX_AWARD}之间的整数")
         if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock <= 100_000:
-            raise Invalid("stock 必须是0到100000之间的整数")
+            raise Invalid("库存（stock）必须是0到100000之间的整数")
         now = self._clock()
         number = await self._sequences.next("catalogue")
         item = await self._catalogue.insert(Item(number, name, cost, True, now))
@@ -252,11 +252,11 @@ class PointsDesk:
         if name is not None and (
             not isinstance(name, str) or not name.strip() or len(name.strip()) > 30
         ):
-            raise Invalid("name 必须是1到30个字")
+            raise Invalid("物品名称（name）必须是1到30个字")
         if cost is not None and (
             isinstance(cost, bool) or not isinstance(cost, int) or not 1 <= cost <= MAX_AWARD
         ):
-            raise Invalid(f"cost 必须是1到{MAX_AWARD}之间的整数")
+            raise Invalid(f"所需积分（cost）必须是1到{MAX_AWARD}之间的整数")
         if active is not None and not isinstance(active, bool):
             raise Invalid("active 必须是 true 或 false")
 
@@ -285,7 +285,7 @@ class PointsDesk:
     ) -> StockedItem:
         """Add (or, negative, take away) stock; ``key`` makes a retried request count once."""
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
-            raise Invalid("amount 必须是非零整数（正数为补货，负数为减少）")
+            raise Invalid("数量（amount）必须是非零整数（正数为补货，负数为减少）")
         reason = _reason(reason)
         item = await self._item(number)
         now = self._clock()
@@ -476,7 +476,7 @@ def ranked(top: list[tuple[str, int]]) -> list[tuple[int, str, int]]:
 
 def _reason(reason: object) -> str:
     if not isinstance(reason, str) or not reason.strip():
-        raise Invalid("需要填写原因 reason")
+        raise Invalid("需要填写原因（reason）")
     if len(reason.strip()) > MAX_REASON:
         raise Invalid(f"原因最多{MAX_REASON}个字")
     return reason.strip()

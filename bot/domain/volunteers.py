@@ -91,6 +91,17 @@ class _Unchanged(Exception):
     """Raised inside a roster change to write nothing."""
 
 
+# What staff call each field of an activity (the form's labels), for error messages.
+_FIELDS = {
+    "title": "活动名称",
+    "place": "地点",
+    "starts_at": "开始时间",
+    "ends_at": "结束时间",
+    "capacity": "名额",
+    "points": "积分",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityDraft:
     title: str
@@ -286,40 +297,43 @@ class VolunteerDesk:
     # --- staff --------------------------------------------------------------------
 
     def draft(self, body: Mapping[str, Any], *, base: Activity | None = None) -> ActivityDraft:
-        """Validate an activity as staff send it (a whole one, or changes to ``base``)."""
+        """Validate an activity as staff send it (a whole one, or changes to ``base``).
+
+        Messages name the field as staff see it on the page, with the API's key after it.
+        """
 
         def text(name: str, limit: int, default: str | None) -> str:
             value = body.get(name, default)
             if not isinstance(value, str) or not value.strip():
-                raise Invalid(f"需要字段 {name}（文字）")
+                raise Invalid(f"需要填写{_FIELDS[name]}（{name}，文字）")
             if len(value.strip()) > limit:
-                raise Invalid(f"{name} 最多{limit}个字")
+                raise Invalid(f"{_FIELDS[name]}（{name}）最多{limit}个字")
             return value.strip()
 
         def number(name: str, low: int, high: int, default: int | None) -> int:
             value = body.get(name, default)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise Invalid(f"需要字段 {name}（整数）")
+                raise Invalid(f"需要填写{_FIELDS[name]}（{name}，整数）")
             if not low <= value <= high:
-                raise Invalid(f"{name} 必须在 {low} 到 {high} 之间")
+                raise Invalid(f"{_FIELDS[name]}（{name}）必须在 {low} 到 {high} 之间")
             return value
 
         def time(name: str, default: float | None) -> float:
             if name not in body:
                 if default is None:
-                    raise Invalid(f"需要字段 {name}（时间，如 2026-12-05T19:00）")
+                    raise Invalid(f"需要填写{_FIELDS[name]}（{name}，时间，如 2026-12-05T19:00）")
                 return default
             return timefmt.parse(body[name], self.tz, name)
 
         b = base
         description = body.get("description", b.description if b else "")
         if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-            raise Invalid(f"description 必须是文字，最多{MAX_DESCRIPTION}个字")
+            raise Invalid(f"说明（description）必须是文字，最多{MAX_DESCRIPTION}个字")
         hours = body.get("remind_before_hours")
         if hours is not None and (
             isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 720
         ):
-            raise Invalid("remind_before_hours 必须在 0 到 720 之间")
+            raise Invalid("提前提醒小时数（remind_before_hours）必须在 0 到 720 之间")
         draft = ActivityDraft(
             title=text("title", MAX_TITLE, b.title if b else None),
             place=text("place", MAX_PLACE, b.place if b else None),

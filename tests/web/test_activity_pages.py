@@ -119,7 +119,7 @@ async def test_a_form_the_desk_refuses_shows_its_message_and_creates_nothing(
     cases = [
         ({"ends_at": _local(site, 47)}, "结束时间必须晚于开始时间"),
         ({"starts_at": _local(site, -3), "ends_at": _local(site, -1)}, "开始时间必须在将来"),
-        ({"capacity": "0"}, "capacity 必须在 1 到 2000 之间"),
+        ({"capacity": "0"}, "名额（capacity）必须在 1 到 2000 之间"),
         ({"capacity": "十个"}, "“名额”必须填写整数"),
         ({"remind_before_hours": "一天"}, "“提前提醒”必须填写小时数"),
     ]
