@@ -97,6 +97,10 @@ class Session:
     def seen(self, at: float) -> Session:
         return replace(self, seen_at=at)
 
+    def ended(self, now: float, idle_limit: float) -> bool:
+        """Past its absolute expiry, or unused for longer than ``idle_limit`` seconds."""
+        return self.expires_at <= now or now - self.seen_at > idle_limit
+
 
 def _session(record: Record) -> Session:
     d = record.data

@@ -207,8 +207,7 @@ class AccountDesk:
         found = await self._sessions.get(token_key(token))
         if found is None:
             return None
-        idle_limit = self.config.session_idle_minutes * 60
-        if found.expires_at <= now or now - found.seen_at > idle_limit:
+        if found.ended(now, self._idle_limit):
             await self._sessions.delete(found.key)
             return None
         user = await self._users.get(found.user)
@@ -219,19 +218,22 @@ class AccountDesk:
             await self._sessions.put(found)
         return user, found
 
+    @property
+    def _idle_limit(self) -> float:
+        return self.config.session_idle_minutes * 60
+
     async def log_out(self, token: str) -> None:
         await self._sessions.delete(token_key(token))
 
     async def purge_expired(self) -> int:
         """Delete ended sessions (the scheduler calls this; a page view also removes its own)."""
         now = self._clock()
-        idle_limit = self.config.session_idle_minutes * 60
         removed = 0
         after: str | None = None
         while True:
             page = await self._sessions.page(after=after, limit=500)
             for s in page:
-                if s.expires_at <= now or now - s.seen_at > idle_limit:
+                if s.ended(now, self._idle_limit):
                     await self._sessions.delete(s.key)
                     removed += 1
             if len(page) < 500:

@@ -147,21 +147,49 @@ async def select(
     return found
 
 
+class _Newest:
+    """The ``limit`` most recently filed of the reports offered, and how many were offered."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._heap: list[tuple[float, int, Report]] = []
+
+    def offer(self, report: Report) -> None:
+        self.total += 1
+        item = (report.created_at, report.number, report)
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, item)
+        elif self.limit and item[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, item)
+
+    def reports(self) -> list[Report]:
+        return [r for _, _, r in sorted(self._heap, key=lambda i: i[:2], reverse=True)]
+
+
 async def newest(pages: ReportPages, keep: Keep, limit: int) -> list[Report]:
     """The ``limit`` most recently filed reports ``keep`` takes, newest first."""
-    heap: list[tuple[float, int, Report]] = []
     if limit <= 0:
         return []
+    kept = _Newest(limit)
     async with aclosing(each(pages)) as reports:
         async for report in reports:
-            if not keep(report):
-                continue
-            item = (report.created_at, report.number, report)
-            if len(heap) < limit:
-                heapq.heappush(heap, item)
-            elif item[:2] > heap[0][:2]:
-                heapq.heapreplace(heap, item)
-    return [report for _, _, report in sorted(heap, key=lambda i: i[:2], reverse=True)]
+            if keep(report):
+                kept.offer(report)
+    return kept.reports()
+
+
+async def newest_by_state(
+    pages: ReportPages, keep: Keep, states: Sequence[str], limit: int
+) -> dict[str, tuple[list[Report], int]]:
+    """For each of ``states``, in one pass over the reports: the ``limit`` most recently
+    filed that ``keep`` takes (newest first), and how many it takes in all."""
+    kept = {state: _Newest(limit) for state in states}
+    async with aclosing(each(pages)) as reports:
+        async for report in reports:
+            if report.state in kept and keep(report):
+                kept[report.state].offer(report)
+    return {state: (k.reports(), k.total) for state, k in kept.items()}
 
 
 # --- what a report says ------------------------------------------------------------------

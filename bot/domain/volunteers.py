@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -112,6 +112,10 @@ class ActivityDraft:
     points: int
     remind_before: float
     description: str
+
+    def fields(self) -> dict[str, Any]:
+        """The activity fields the draft sets, for a new activity or an edited one."""
+        return asdict(self)
 
 
 class VolunteerDesk:
@@ -359,14 +363,7 @@ class VolunteerDesk:
         qr = await self._qrcode(number, draft.ends_at, now)
         activity = Activity(
             number=number,
-            title=draft.title,
-            place=draft.place,
-            starts_at=draft.starts_at,
-            ends_at=draft.ends_at,
-            capacity=draft.capacity,
-            points=draft.points,
-            remind_before=draft.remind_before,
-            description=draft.description,
+            **draft.fields(),
             created_at=now,
             created_by=actor,
             qr=qr,
@@ -403,14 +400,7 @@ class VolunteerDesk:
             members, waitlist = _fill(current.members, current.waitlist, draft.capacity, promoted)
             return replace(
                 current,
-                title=draft.title,
-                place=draft.place,
-                starts_at=draft.starts_at,
-                ends_at=draft.ends_at,
-                capacity=draft.capacity,
-                points=draft.points,
-                remind_before=draft.remind_before,
-                description=draft.description,
+                **draft.fields(),
                 members=members,
                 waitlist=waitlist,
                 # A new time deserves a new reminder.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -147,11 +147,6 @@ def _filters(request: web.Request) -> Filters:
     return Filters(wanted, values)
 
 
-def _keep(filters: Filters, viewer: Viewer, state: str) -> report_stats.Keep:
-    wanted = replace(filters.wanted, states=frozenset({state}))
-    return lambda r: wanted.matches(r) and viewer.sees(r)
-
-
 def _shown_states(filters: Filters) -> tuple[str, ...]:
     return tuple(s for s in STATES if not filters.wanted.states or s in filters.wanted.states)
 
@@ -166,26 +161,29 @@ class Column:
 
 async def _columns(request: web.Request, filters: Filters, viewer: Viewer) -> list[Column]:
     repo = _repo(request)
+    shown = _shown_states(filters)
+
+    def keep(r: Report) -> bool:
+        return filters.wanted.matches(r) and viewer.sees(r)
+
+    # Open reports come from the state index; closed ones need a walk, one for both columns.
+    closed_states = [s for s in shown if s not in OPEN_STATES]
+    closed = (
+        await report_stats.newest_by_state(repo, keep, closed_states, CLOSED_LIMIT)
+        if closed_states
+        else {}
+    )
     columns = []
-    for state in _shown_states(filters):
-        keep = _keep(filters, viewer, state)
+    for state in shown:
         if state in OPEN_STATES:
             found = sorted(
                 (r for r in await repo.by_state(state) if keep(r)),
                 key=lambda r: (r.created_at, r.number),
             )
             columns.append(Column(state, STATE_NAMES[state], found, len(found)))
-            continue
-        counted = 0
-
-        def counting(r: Report, keep: report_stats.Keep = keep) -> bool:
-            nonlocal counted
-            taken = keep(r)
-            counted += taken
-            return taken
-
-        newest = await report_stats.newest(repo, counting, CLOSED_LIMIT)
-        columns.append(Column(state, STATE_NAMES[state], newest, counted))
+        else:
+            newest, total = closed[state]
+            columns.append(Column(state, STATE_NAMES[state], newest, total))
     return columns
 
 
@@ -270,7 +268,6 @@ def _map(
             shapes.append(svgmap.Shape(grid.name, parse_area(grid.area)))
         except Invalid as exc:
             log.error("grid %s not drawn: its area is unusable: %s", grid.id, exc)
-    located = [r for r in reports if r.lat is not None and r.lng is not None]
     points = [
         svgmap.Point(
             r.lat,
@@ -280,7 +277,7 @@ def _map(
             f"编号 {r.number} {r.category}｜{STATE_NAMES[r.state]}｜"
             f"{names.get(r.grid, DEFAULT_QUEUE_NAME) if r.grid else DEFAULT_QUEUE_NAME}｜{short(r)}",
         )
-        for r in located
+        for r in reports
         if r.lat is not None and r.lng is not None
     ]
     counts = "，".join(
@@ -289,7 +286,7 @@ def _map(
     label = f"{title}：{len(shapes)} 个网格，{len(points)} 件有位置的报事" + (
         f"（{counts}）" if counts else ""
     )
-    return svgmap.draw(shapes, points, label=label, width=width), len(reports) - len(located)
+    return svgmap.draw(shapes, points, label=label, width=width), len(reports) - len(points)
 
 
 @routes.get(f"{PAGE}/map")
